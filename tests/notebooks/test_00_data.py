@@ -1,0 +1,47 @@
+"""Notebook 00 on the ci profile: the whole offline bundle fetched, every dataset in the contract."""
+import anndata as ad
+import pytest
+
+from gc_lib import datasets, paths
+from gc_lib.contract import check_counts_adata
+
+
+@pytest.fixture(scope="module")
+def metrics(notebooks):
+    return notebooks.executed("00_data")
+
+
+def test_profile_and_sources(metrics):
+    assert metrics["profile"] == "ci"
+    assert metrics["n_sources"] >= 13 and metrics["bundle_MB"] > 50
+
+
+def test_every_dataset_both_species(metrics):
+    rows = metrics["datasets"]
+    assert set(datasets.BUNDLE) <= set(rows)
+    assert set(metrics["cells_by_species"]) == {"human", "mouse"}
+    for name in datasets.BUNDLE:
+        assert rows[name]["counts"] is True
+        assert rows[name]["mapped to Ensembl"] > 0.6, name
+        assert 0 < rows[name]["one-to-one ortholog"] <= rows[name]["with human ortholog"] <= 1, name
+    # the ci profile caps each dataset at 2,000 cells: only the 10k mouse subset is larger
+    assert rows["mouse_10k_subset"]["cells"] == 2_000
+    assert rows["pbmc68k_reduced"]["cell types"] == 10
+
+
+def test_non_counts_are_flagged(metrics):
+    assert metrics["fpkm_flagged"] is True
+    assert metrics["datasets"]["monocle_lung (FPKM, flagged)"]["counts"] is False
+    assert 0 < metrics["pbmc68k_rebuild_max_deviation"] < datasets.MAX_REBUILD_DEVIATION
+
+
+def test_outputs_meet_the_contract(metrics):
+    for name in datasets.BUNDLE:
+        check_counts_adata(ad.read_h5ad(paths.DATA_DIR / "00_data" / "datasets" / f"{name}.h5ad"))
+
+
+def test_figures_written(metrics):
+    for fig in ("qc", "gene_mapping"):
+        for suffix in ("png", "pdf"):
+            path = paths.figure_path("00_data", fig, suffix)
+            assert path.exists() and path.stat().st_size > 10_000, path
