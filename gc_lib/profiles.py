@@ -17,16 +17,15 @@ class Profile:
     name: str
     max_cells_per_dataset: int | None  # cap on cells loaded from each dataset (None = all)
     use_atlases: bool                  # fetch real atlases over the network (CELLxGENE Census, GEO)
-    annotation_sources: bool           # build the gene-annotation / ortholog tables in 00_data
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 PROFILES: dict[str, Profile] = {
-    "ci": Profile("ci", max_cells_per_dataset=2_000, use_atlases=False, annotation_sources=True),
-    "local": Profile("local", max_cells_per_dataset=None, use_atlases=False, annotation_sources=True),
-    "full": Profile("full", max_cells_per_dataset=None, use_atlases=True, annotation_sources=True),
+    "ci": Profile("ci", max_cells_per_dataset=2_000, use_atlases=False),
+    "local": Profile("local", max_cells_per_dataset=None, use_atlases=False),
+    "full": Profile("full", max_cells_per_dataset=None, use_atlases=True),
 }
 
 

