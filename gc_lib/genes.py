@@ -169,8 +169,14 @@ def mouse_to_human() -> pd.DataFrame:
     return _cached("mouse_to_human", build)
 
 
-def build_gene_tables() -> dict[str, int]:
-    """Build (or read) every table of this module; return their row counts, for reports."""
+def build_gene_tables(*, force: bool = False) -> dict[str, int]:
+    """Build (or read) every table of this module; return their row counts, for reports.
+
+    ``force`` deletes the cached tables first, so they are rebuilt from the raw sources.
+    """
+    if force:
+        for cached in genes_dir().glob("*.parquet"):
+            cached.unlink()
     sizes = {}
     for species in SPECIES:
         sizes[f"genes_{species}"] = len(gene_table(species))
