@@ -191,14 +191,3 @@ def load_fpkm_lung() -> AnnData:
                         "species": "mouse", "dataset": "monocle_lung"}, index=cells)
     return AnnData(sp.csr_matrix(np.asarray(exprs.values, dtype=np.float32).T), obs=obs, var=var,
                    uns={"gc_lib": {"value_kind": "FPKM", "source": "r-bioc-monocle extdata/lung_*.RData"}})
-
-
-def bundle_table() -> pd.DataFrame:
-    """One row per bundle dataset: species, source files and their archive, labels, note."""
-    return pd.DataFrame([{
-        "dataset": d.name, "species": d.species, "counts": True, "labels": d.label_column or "—",
-        "archives": ", ".join(sorted({SOURCES[s].archive.filename for s in d.sources})), "note": d.note,
-    } for d in BUNDLE.values()] + [{
-        "dataset": "monocle_lung", "species": "mouse", "counts": False, "labels": "time",
-        "archives": SOURCES["monocle_lung_exprs"].archive.filename, "note": "FPKM: flagged, never used as counts",
-    }])

@@ -9,7 +9,7 @@ let any knob in their ``parameters`` cell override it.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,6 @@ class Profile:
     name: str
     max_cells_per_dataset: int | None  # cap on cells loaded from each dataset (None = all)
     use_atlases: bool                  # fetch real atlases over the network (CELLxGENE Census, GEO)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 PROFILES: dict[str, Profile] = {
