@@ -118,6 +118,15 @@ def _lazy_candidates(f: h5py.File) -> tuple[list, pd.DataFrame]:
     return cands, read_elem(f["obs"])
 
 
+def _concat_chunks(chunks: list[AnnData]) -> AnnData:
+    """One AnnData from contract chunks of the same source: provenance of the first, dropped cells summed."""
+    adata = ad.concat(chunks, merge="same") if len(chunks) > 1 else chunks[0]
+    uns = {k: v for k, v in chunks[0].uns["gc_lib"].items() if k != "rows"}
+    uns["dropped_cells"] = sum(c.uns["gc_lib"]["dropped_cells"] for c in chunks)
+    adata.uns["gc_lib"] = uns
+    return adata
+
+
 def _iter_lazy(path: Path, info: dict[str, Any], *, species, chunk_size, counts_layer, symbol_column,
                gene_id_column, dataset) -> Iterator[AnnData]:
     if chunk_size < 1:
@@ -162,11 +171,7 @@ def read_h5ad(source: str | os.PathLike, *, species: str, sha256: str | None = N
                                  symbol_column=symbol_column, gene_id_column=gene_id_column, dataset=dataset))
         if not chunks:
             raise ValueError(f"{path}: every cell is empty (zero total counts)")
-        adata = ad.concat(chunks, merge="same") if len(chunks) > 1 else chunks[0]
-        uns = {k: v for k, v in chunks[0].uns["gc_lib"].items() if k != "rows"}
-        uns["dropped_cells"] = sum(c.uns["gc_lib"]["dropped_cells"] for c in chunks)
-        adata.uns["gc_lib"] = uns
-        return adata
+        return _concat_chunks(chunks)
     adata = to_contract(ad.read_h5ad(path), species=species, dataset=dataset, counts_layer=counts_layer,
                         gene_id_column=gene_id_column, symbol_column=symbol_column, source=info["source"])
     adata.uns["gc_lib"] = {**info, **adata.uns["gc_lib"]}
@@ -290,6 +295,4 @@ def sample_census(census, organism: str, *, max_cells: int, seed: int = 0, **que
     chunks = list(census_query(census, organism, max_cells=max_cells, seed=seed, **query))
     if not chunks:
         raise ValueError(f"no {organism} cell of the Census matches {query or 'the default filter'}")
-    adata = ad.concat(chunks, merge="same") if len(chunks) > 1 else chunks[0]
-    adata.uns["gc_lib"] = {k: v for k, v in chunks[0].uns["gc_lib"].items() if k != "rows"}
-    return adata
+    return _concat_chunks(chunks)

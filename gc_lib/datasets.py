@@ -37,7 +37,6 @@ class BundleDataset:
     name: str                    # key for load_dataset
     species: str                 # "human" or "mouse"
     sources: tuple[str, ...]     # registry entries it is read from (gc_lib.sources.SOURCES)
-    label_column: str | None     # obs column with cell-type labels in the source, if any
     read: Callable[[], AnnData]  # reads the source files; counts + symbols/IDs, not yet in the contract
     gene_id_column: str | None = None  # var column with Ensembl IDs in the source (None: map symbols)
     note: str = ""               # what to know about it, in one line
@@ -122,19 +121,19 @@ def _read_mouse_10k() -> AnnData:
 
 
 BUNDLE: dict[str, BundleDataset] = {d.name: d for d in [
-    BundleDataset("pbmc68k_reduced", "human", ("pbmc68k_reduced",), "bulk_labels", _read_pbmc68k,
+    BundleDataset("pbmc68k_reduced", "human", ("pbmc68k_reduced",), _read_pbmc68k,
                   note="counts rebuilt from .raw (log1p CP10k of 765 kept genes) × n_counts"),
-    BundleDataset("celltypist_sample", "human", ("celltypist_sample",), None, _read_celltypist,
+    BundleDataset("celltypist_sample", "human", ("celltypist_sample",), _read_celltypist,
                   note="hg19-era 10x symbols"),
-    BundleDataset("scvi_pbmc5k", "human", ("scvi_pbmc5k",), None, _read_h5ad_counts("scvi_pbmc5k"),
+    BundleDataset("scvi_pbmc5k", "human", ("scvi_pbmc5k",), _read_h5ad_counts("scvi_pbmc5k"),
                   note="CITE-seq RNA part; proteins not loaded"),
-    BundleDataset("scvi_pbmc10k", "human", ("scvi_pbmc10k",), None, _read_h5ad_counts("scvi_pbmc10k"),
+    BundleDataset("scvi_pbmc10k", "human", ("scvi_pbmc10k",), _read_h5ad_counts("scvi_pbmc10k"),
                   note="CITE-seq RNA part; proteins not loaded"),
-    BundleDataset("mouse_10k_subset", "mouse", ("mouse_10k_subset",), None, _read_mouse_10k,
+    BundleDataset("mouse_10k_subset", "mouse", ("mouse_10k_subset",), _read_mouse_10k,
                   gene_id_column="gene_ids", note="first 1,000 genes of the mm10 list; Ensembl IDs shipped"),
-    BundleDataset("scvelo_pancreas", "mouse", ("scvelo_pancreas",), None, _read_h5ad_counts("scvelo_pancreas"),
+    BundleDataset("scvelo_pancreas", "mouse", ("scvelo_pancreas",), _read_h5ad_counts("scvelo_pancreas"),
                   note="X = spliced counts"),
-    BundleDataset("scvelo_dentategyrus", "mouse", ("scvelo_dentategyrus",), None,
+    BundleDataset("scvelo_dentategyrus", "mouse", ("scvelo_dentategyrus",),
                   _read_h5ad_counts("scvelo_dentategyrus"), note="X = spliced counts"),
 ]}
 

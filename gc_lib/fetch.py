@@ -77,11 +77,14 @@ def _download_command(archive: Archive, dest: Path, index_args: Sequence[str]) -
             "--dest", str(dest), f"{archive.package}=={archive.version}"]
 
 
+#: What apt-get prints when it does not know a package version (missing, or its lists were never fetched).
+_APT_NOT_FOUND = ("unable to locate package", "can't select", "has no installation candidate")
+
+
 def _explain_failure(archive: Archive, output: str) -> str:
     text = output.lower()
     what = f"{archive.package}=={archive.version} ({archive.kind})"
-    if any(s in text for s in ("no matching distribution", "unable to locate package", "can't select",
-                               "version '", "has no installation candidate")):
+    if any(s in text for s in ("no matching distribution", "version '", *_APT_NOT_FOUND)):
         hint = ("run `apt-get update` first, or the version is gone from the archive"
                 if archive.kind == "deb" else "that version is not on the package index")
         return f"{what} was not found: {hint}."
@@ -103,7 +106,7 @@ def _run(command: list[str], cwd: str, archive: Archive) -> subprocess.Completed
 def _apt_lists_may_be_stale(output: str) -> bool:
     text = output.lower()
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
-    return is_root and any(s in text for s in ("unable to locate package", "can't select", "no installation candidate"))
+    return is_root and any(s in text for s in _APT_NOT_FOUND)
 
 
 def download_archive(archive: Archive, archive_dir: str | os.PathLike, *,

