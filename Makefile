@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-done
 PROFILE ?= local
 
-.PHONY: setup run test unit notebooks lock clean
+.PHONY: setup run test unit notebooks lock clean bench
 
 setup: $(STAMP)
 
@@ -27,11 +27,18 @@ run: setup
 	$(BIN)/python -m gc_lib.run_notebooks --profile $(PROFILE)
 
 test: setup
-	$(BIN)/ruff check gc_lib tests
+	$(BIN)/ruff check gc_lib tests benchmarks
 	$(BIN)/python -m pytest tests/unit tests/notebooks
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit
+
+# Benchmarks (never part of the tests): the tokenizer against Geneformer's, in its own environment.
+benchmarks/.venv-geneformer/bin/python:
+	PYTHON=$(PYTHON) bash benchmarks/geneformer_env.sh benchmarks/.venv-geneformer
+
+bench: setup benchmarks/.venv-geneformer/bin/python
+	$(BIN)/python -P benchmarks/tokenize.py
 
 # Re-pin requirements.lock from pyproject.toml (a fresh resolve; commit the result).
 # The local +cpu tag of torch is dropped so GPU machines take the CUDA build of the same version.

@@ -48,10 +48,11 @@ def _check_genes(adata: AnnData) -> None:
     if not ok.all():
         raise ValueError(f"{(~ok).sum()} of {len(names)} var_names are not Ensembl gene IDs "
                          f"(e.g. {_examples(names[~ok])}); drop or map them first.")
-    dup = names[names.duplicated()]
+    unversioned = names.str.split(".").str[0]  # ENSG….1 and ENSG….2 are one gene, one token
+    dup = names[unversioned.duplicated()]
     if len(dup):
-        raise ValueError(f"{len(dup)} duplicated genes in var_names (e.g. {_examples(dup.unique())}); "
-                         f"sum or drop duplicates first.")
+        raise ValueError(f"{len(dup)} duplicated genes in var_names (e.g. {_examples(dup.unique())}; version "
+                         f"suffixes ignored); sum or drop duplicates first.")
     if "gene_symbol" not in adata.var:
         raise ValueError("var['gene_symbol'] is missing: the contract keeps gene symbols there "
                          "(gc_lib.genes can add them from the annotation tables).")

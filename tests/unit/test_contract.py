@@ -104,3 +104,9 @@ def test_the_check_changes_nothing():
 def test_ensembl_pattern():
     assert is_ensembl_gene_id(["ENSG00000141510", "ENSMUSG00000059552.7", "TP53", "ENSG123"]).tolist() == \
         [True, True, False, False]
+
+
+def test_two_versions_of_one_gene_are_duplicates():
+    genes = ["ENSG00000000001.1", "ENSG00000000001.2"] + HUMAN[1:4]
+    with pytest.raises(ValueError, match="duplicated genes"):
+        check_counts_adata(make(genes=genes))

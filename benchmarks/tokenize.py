@@ -1,0 +1,392 @@
+"""Tokenizer benchmark: gc_lib's corpus tokenizer against Geneformer's ``TranscriptomeTokenizer`` (helical 3.1.4).
+
+What: seconds end to end (``.h5ad`` on disk → tokenised dataset on disk), cells/s and peak memory of Geneformer's
+``tokenize_data`` (own venv; one process whatever its ``nproc``), ours ``tokenize_files`` with 1 and ``--workers``
+processes (Geneformer's gene order and medians, n_top = model_input_size = 2048, library size 1e4 like Geneformer's
+n_counts × 1e4 normalisation) and ours ``build_corpus`` (QC + medians + tokens), on one synthetic contract ``.h5ad``
+(20,000 genes, 2,000–4,000 expressed per cell, integer counts) that feeds both tools; a check of 50 cells' tokens
+against Geneformer's; and ``build_corpus``'s peak memory as cells grow (``--memory-cells``; sparser cells, 200–600
+genes each, so that 1M cells stay a few GB).
+Why: speed is a feature, measured here next to the peer on the same input and cores (benchmarks/README.md).
+How::
+
+    bash benchmarks/geneformer_env.sh benchmarks/.venv-geneformer     # once: the peer's environment
+    .venv/bin/python -P benchmarks/tokenize.py [--cells 20000] [--repeats 3] [--workers 2]
+        [--memory-cells 100000,1000000] [--geneformer-venv PATH] [--workdir DIR] [--skip-geneformer] [--skip-memory]
+
+Each run is a subprocess (imports and memory isolated). ``s`` is timed inside it around the work (imports excluded;
+building the tokenizer and numba loading its compiled kernels included), ``wall s`` is the whole subprocess; peak
+RSS is the largest sum of the RSS of it and its children (polled every 50 ms); CPU s their user + system time.
+Times are medians over ``--repeats``, peak RSS the largest. Results: printed, and in the workdir (default
+``build/bench/tokenize``, which caches the inputs) as ``results.md`` and ``results.json`` (every run).
+"""
+import os
+import sys
+
+if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
+    # this file is named tokenize.py (the issue's name): with its folder first on sys.path it would shadow the
+    # standard library's tokenize module, which numba and pandas import
+    sys.exit("run this benchmark with `python -P benchmarks/tokenize.py …` (or `make bench`): -P keeps its folder "
+             "off sys.path, where tokenize.py would shadow the standard library's tokenize")
+
+import argparse
+import contextlib
+import json
+import resource
+import shlex
+import shutil
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+import h5py
+import numpy as np
+import pandas as pd
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gc_lib.corpus import CorpusConfig, GeneAnnotation, build_corpus, tokenize_files
+from gc_lib.count_store import read_rows
+from gc_lib.tokenizer import Tokenizer
+from gc_lib.vocab import SPECIAL_TOKENS, build_vocabulary
+
+try:  # anndata >= 0.11
+    from anndata.io import write_elem
+except ImportError:  # pragma: no cover
+    from anndata.experimental import write_elem
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+N_GENES, N_TOP, LIBRARY_SIZE, N_TYPES, SEED = 20_000, 2048, 1e4, 8, 0
+DENSE, SPARSE = (2000, 4000), (200, 600)   # expressed genes per cell: speed input, memory inputs
+GEN_CHUNK = 1000                           # cells generated at a time (a bincount over GEN_CHUNK × N_GENES)
+GF_PREFIX, GF_OFFSET = "synthetic", 2      # Geneformer's dataset name; its gene tokens start after <pad>, <mask>
+F32_EPS = 2.0**-23                         # float32 rounding, relative: ratios closer than this may tie
+DICT_FILES = {"gene_median_file": "gene_median_dictionary.json", "token_dictionary_file": "token_dictionary.json",
+              "gene_mapping_file": "ensembl_mapping_dictionary.json"}
+
+
+def gene_ids() -> list[str]:
+    return [f"ENSG{i:011d}" for i in range(1, N_GENES + 1)]
+
+
+def read_model(seed: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Per cell type: each gene's cumulative share of reads (lognormal gene rates × a per-type factor), and the
+    curve (expected expressed genes, reads) that tells how many reads give a cell a number of expressed genes."""
+    rng = np.random.default_rng(seed)
+    base = rng.lognormal(0.0, 1.5, N_GENES)
+    shares = np.array([base * rng.lognormal(0.0, 0.5, N_GENES) for _ in range(N_TYPES)])
+    shares /= shares.sum(axis=1, keepdims=True)
+    reads = np.geomspace(50, 1e6, 400)
+    curves = [((1 - np.exp(-reads[:, None] * s[None, :])).sum(axis=1), reads) for s in shares]
+    return np.cumsum(shares, axis=1), curves
+
+
+def make_cells(rng, cdf, curves, n_cells: int, nnz: tuple[int, int]):
+    """CSR arrays of ``n_cells`` cells, each drawing enough reads over the genes to express about U(nnz) of them."""
+    cell_type, target = rng.integers(N_TYPES, size=n_cells), rng.integers(nnz[0], nnz[1] + 1, n_cells)
+    keys = []
+    for k in range(N_TYPES):
+        cells = np.flatnonzero(cell_type == k)
+        owner = np.repeat(cells, np.interp(target[cells], *curves[k]).round().astype(np.int64))
+        keys.append(owner * N_GENES + np.minimum(np.searchsorted(cdf[k], rng.random(owner.size)), N_GENES - 1))
+    counts = np.bincount(np.concatenate(keys), minlength=n_cells * N_GENES)
+    flat = np.flatnonzero(counts)
+    indptr = np.searchsorted(flat, np.arange(n_cells + 1) * N_GENES)
+    return counts[flat].astype(np.float32), (flat % N_GENES).astype(np.int32), indptr.astype(np.int64)
+
+
+def write_input(path: Path, n_cells: int, nnz: tuple[int, int]) -> dict:
+    """Write a contract .h5ad chunk by chunk (h5py resizable CSR arrays, anndata's write_elem for obs/var) without
+    ever holding the matrix; var['ensembl_id'] and obs['n_counts'] are there for Geneformer."""
+    rng, (cdf, curves), ids = np.random.default_rng(SEED + 1), read_model(SEED), gene_ids()
+    indptr, totals = [np.zeros(1, np.int64)], []
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+        x = f.create_group("X")
+        x.attrs.update({"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": (n_cells, N_GENES)})
+        arrays = [x.create_dataset(n, (0,), t, maxshape=(None,), chunks=(1 << 18,))
+                  for n, t in (("data", np.float32), ("indices", np.int32))]
+        for start in range(0, n_cells, GEN_CHUNK):
+            data, indices, ptr = make_cells(rng, cdf, curves, min(GEN_CHUNK, n_cells - start), nnz)
+            offset = arrays[0].shape[0]
+            for dset, values in zip(arrays, (data, indices)):
+                dset.resize((offset + values.size,))
+                dset[offset:] = values
+            indptr.append(ptr[1:] + offset)
+            totals.append(np.bincount(np.repeat(np.arange(ptr.size - 1), np.diff(ptr)), weights=data))
+        x.create_dataset("indptr", data=(indptr := np.concatenate(indptr)))
+        obs = pd.DataFrame({"species": pd.Categorical(["human"] * n_cells), "dataset": pd.Categorical(
+            ["synthetic"] * n_cells), "n_counts": np.concatenate(totals)}, index=[f"cell{i}" for i in range(n_cells)])
+        symbols = [f"MT-G{i}" if i < 13 else f"GENE{i}" for i in range(N_GENES)]  # 13 mitochondrial genes
+        write_elem(f, "obs", obs)
+        write_elem(f, "var", pd.DataFrame({"gene_symbol": symbols, "ensembl_id": ids}, index=ids))
+        for key in ("layers", "obsm", "varm", "obsp", "varp", "uns"):
+            write_elem(f, key, {})
+    per_cell = np.diff(indptr)
+    return {"cells": n_cells, "nnz_range": list(nnz), "seed": SEED, "bytes": path.stat().st_size, "nnz_per_cell": {
+        "min": int(per_cell.min()), "median": float(np.median(per_cell)), "max": int(per_cell.max())}}
+
+
+def ensure_input(workdir: Path, n_cells: int, nnz: tuple[int, int]) -> tuple[Path, dict]:
+    """The cached input of this shape: ``data/<shape>/synthetic.h5ad``, alone in its folder for Geneformer."""
+    folder = workdir / "data" / f"{n_cells}-cells-{nnz[0]}-{nnz[1]}-genes-seed{SEED}"
+    path, meta_path, tmp = folder / "synthetic.h5ad", folder / "meta.json", folder / ".synthetic.h5ad.tmp"
+    if not (meta_path.exists() and path.exists()):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        print(f"generating {n_cells:,} cells ({nnz[0]}–{nnz[1]} genes each) → {path}", flush=True)
+        meta = write_input(tmp, n_cells, nnz)
+        tmp.rename(path)
+        meta_path.write_text(json.dumps(meta))
+    return path, json.loads(meta_path.read_text())
+
+
+def write_dictionaries(folder: Path) -> dict[str, str]:
+    """Geneformer's three JSON dictionaries for the synthetic genes; medians are positive lognormal values."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids, medians = gene_ids(), np.random.default_rng(SEED + 2).lognormal(0.5, 0.5, N_GENES)
+    payloads = {"gene_median_file": dict(zip(ids, medians.tolist())),
+                "token_dictionary_file": {"<pad>": 0, "<mask>": 1} | {g: i + GF_OFFSET for i, g in enumerate(ids)},
+                "gene_mapping_file": {g: g for g in ids}}
+    for key, payload in payloads.items():
+        (folder / DICT_FILES[key]).write_text(json.dumps(payload))
+    return {key: str(folder / name) for key, name in DICT_FILES.items()}
+
+
+def our_tokenizer(dicts: dict[str, str]) -> Tokenizer:
+    """Our Tokenizer with Geneformer's gene order and medians, its n_top and library size."""
+    tokens = json.loads(Path(dicts["token_dictionary_file"]).read_text())
+    medians = json.loads(Path(dicts["gene_median_file"]).read_text())
+    ids = sorted((g for g in tokens if not g.startswith("<")), key=tokens.get)
+    vocab = build_vocabulary(pd.DataFrame({"gene_id": ids, "species": "human", "symbol": ids}))
+    if list(vocab.genes["gene_id"]) != ids:
+        raise RuntimeError("our vocabulary order differs from Geneformer's token dictionary")
+    per_token = np.concatenate([np.full(len(SPECIAL_TOKENS), np.nan), [medians[g] for g in ids]])
+    return Tokenizer(vocab, per_token, n_top=N_TOP, library_size=LIBRARY_SIZE)
+
+
+def worker(spec: dict) -> None:
+    """Inside the subprocess: one timed run of ours (``kind`` "files" or "corpus")."""
+    start = time.perf_counter()
+    if spec["kind"] == "files":
+        tokenize_files([spec["input"]], spec["out"], our_tokenizer(spec["dicts"]), n_workers=spec["n_workers"],
+                       progress=False)
+    else:  # every gene protein-coding, no orthologs: the bundle's gene tables are not needed
+        annotation = GeneAnnotation(pd.Series("protein_coding", index=gene_ids()),
+                                    pd.DataFrame(columns=["mouse_id", "human_id", "homology_type"]))
+        build_corpus([spec["input"]], spec["out"], config=CorpusConfig(n_top=N_TOP, library_size=LIBRARY_SIZE),
+                     annotation=annotation, n_workers=spec["n_workers"], progress=False)
+    Path(spec["result"]).write_text(json.dumps({"work_s": time.perf_counter() - start}))
+
+
+class Run(NamedTuple):
+    tool: str
+    run: str
+    kind: str        # "geneformer", "files" or "corpus"
+    n_workers: int
+    cores: int       # cores it can use (Geneformer: one process whatever its nproc)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}-{self.n_workers}"
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    with contextlib.suppress(psutil.Error):
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):  # a child may end between the listing and the reading
+                total += p.memory_info().rss
+    return total
+
+
+def measure(run: Run, spec: dict, workdir: Path, gf_python: Path | None) -> dict:
+    """Run one subprocess: its in-process work time, wall time, peak tree RSS and CPU time."""
+    shutil.rmtree(spec["out"], ignore_errors=True)
+    spec, log = spec | {"result": str(workdir / "logs" / f"{run.key}.json")}, workdir / "logs" / f"{run.key}.log"
+    if run.kind == "geneformer":
+        cmd = [str(gf_python), "-P", str(HERE / "_geneformer_worker.py"), json.dumps(spec)]
+    else:
+        cmd = [sys.executable, "-P", str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    env = os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
+                        "HF_HOME": str(workdir / "hf-home")}
+    cpu0, peak, start = resource.getrusage(resource.RUSAGE_CHILDREN), 0, time.perf_counter()
+    with open(log, "w") as log_file:
+        proc = psutil.Popen(cmd, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(proc))
+            time.sleep(0.05)
+    wall, cpu1 = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise RuntimeError(f"{run.tool} {run.run} failed (exit {proc.returncode}):\n{log.read_text()[-3000:]}")
+    cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
+    return json.loads(Path(spec["result"]).read_text()) | {"wall_s": wall, "peak_rss_mb": peak / 2**20, "cpu_s": cpu}
+
+
+def speed_runs(args, data: Path, dicts: dict, gf_python: Path | None) -> tuple[list[dict], dict[str, Path]]:
+    """Every run ``--repeats`` times, interleaved; the last outputs stay for the check."""
+    runs = [Run("Geneformer", f"tokenize_data (nproc={args.workers})", "geneformer", args.workers, 1)] * bool(gf_python)
+    runs = list(dict.fromkeys(runs + [  # dict: with --workers 1, one tokenize_files run
+        Run("gc_lib", "tokenize_files", "files", 1, 1), Run("gc_lib", "tokenize_files", "files", *[args.workers] * 2),
+        Run("gc_lib", "build_corpus (QC + medians + tokens)", "corpus", *[args.workers] * 2)]))
+    outs = {r.key: args.workdir / "out" / r.key for r in runs}
+    common = {"input": str(data), "dicts": dicts, "data_dir": str(data.parent), "prefix": GF_PREFIX,
+              "model_input_size": N_TOP}
+    rows = []
+    for repeat in range(args.repeats):
+        for run in runs:
+            spec = common | {"kind": run.kind, "n_workers": run.n_workers, "nproc": run.n_workers,
+                             "out": str(outs[run.key]), "out_dir": str(outs[run.key])}
+            rows.append(run._asdict() | {"repeat": repeat, "cells": args.cells}
+                        | measure(run, spec, args.workdir, gf_python))
+            print(f"  {run.tool} {run.run} ×{run.n_workers} #{repeat + 1}: {rows[-1]['work_s']:.2f} s", flush=True)
+    return rows, outs
+
+
+def memory_runs(args) -> list[dict]:
+    """build_corpus on growing (sparser) inputs; each input is deleted after its run unless --keep-memory-inputs."""
+    rows, run = [], Run("gc_lib", "build_corpus", "corpus", args.workers, args.workers)
+    for n_cells in args.memory_cells:
+        data, meta = ensure_input(args.workdir, n_cells, SPARSE)
+        spec = {"kind": "corpus", "input": str(data), "n_workers": args.workers,
+                "out": str(args.workdir / "out" / f"memory-{n_cells}")}
+        rows.append({"cells": n_cells, "input": meta} | measure(run, spec, args.workdir, None))
+        print(f"  build_corpus {n_cells:,} cells: {rows[-1]['work_s']:.1f} s", flush=True)
+        shutil.rmtree(spec["out"])
+        if not args.keep_memory_inputs:
+            shutil.rmtree(data.parent)
+    return rows
+
+
+def check_tokens(data: Path, dicts: dict, gf_out: Path, our_out: Path, n_cells: int, n_sample: int = 50) -> dict:
+    """Compare Geneformer's and our tokens on random cells. A difference is explained by ties when, position by
+    position, both genes have the same value up to float32 rounding (we rank float32 ratios, ties by token id;
+    Geneformer float64 values with an unstable sort), and both sequences are descending."""
+    gf = pa.concat_tables(pa.ipc.open_stream(p).read_all()  # HF save_to_disk: Arrow IPC streams
+                          for p in sorted((gf_out / f"{GF_PREFIX}.dataset").glob("data-*.arrow")))["input_ids"]
+    ours = pa.concat_tables(pq.read_table(p, columns=["input_ids", "values", "row"])
+                            for p in sorted((our_out / "shards").glob("*.parquet")))
+    position = pd.Series(np.arange(ours.num_rows), index=ours["row"].to_numpy())
+    median_of = json.loads(Path(dicts["gene_median_file"]).read_text())
+    medians = np.array([median_of[g] for g in gene_ids()])
+    rows = np.random.default_rng(SEED).choice(n_cells, min(n_sample, n_cells), replace=False)
+    identical, explained, values_ok = 0, 0, True
+    for row in map(int, rows):
+        counts = read_rows(data, row, row + 1)
+        value = np.zeros(N_GENES)
+        value[counts.indices] = counts.data / counts.data.sum(dtype=np.float64) * LIBRARY_SIZE / medians[counts.indices]
+        g_gf = np.asarray(gf[row].as_py()) - GF_OFFSET
+        g_ours = np.asarray(ours["input_ids"][position[row]].as_py()) - len(SPECIAL_TOKENS)
+        values_ok &= np.allclose(ours["values"][position[row]].as_py(), np.log2(1 + value[g_ours]), rtol=1e-6)
+        same = np.array_equal(g_gf, g_ours)
+        descending = all(np.all(np.diff(value[g]) <= F32_EPS * value[g][1:]) for g in (g_gf, g_ours))
+        identical += same
+        explained += same or (g_gf.size == g_ours.size and descending
+                              and np.allclose(value[g_gf], value[g_ours], rtol=F32_EPS, atol=0))
+    return {"cells": len(rows), "identical": identical, "differing": len(rows) - identical,
+            "explained_by_ties": explained - identical, "all_explained_by_ties": explained == len(rows),
+            "our_values_match": bool(values_ok)}
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown")
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def md_table(header: list[str], rows: list[list]) -> list[str]:
+    return [f"| {' | '.join(header)} |", "|" + "---|" * len(header), *(f"| {' | '.join(map(str, r))} |" for r in rows)]
+
+
+def speed_table(rows: list[dict]) -> list[str]:
+    """One line per run: median times over the repeats, the largest peak RSS."""
+    lines, gf_rate = [], None
+    for _, g in pd.DataFrame(rows).groupby(["kind", "n_workers"], sort=False):
+        r, work = g.iloc[0], g["work_s"].median()
+        rate = r["cells"] / work
+        gf_rate = rate if r["kind"] == "geneformer" else gf_rate
+        lines.append([r["tool"], r["run"], r["cores"], f"{r['cells']:,}", f"{work:.2f}", f"{g['wall_s'].median():.2f}",
+                      f"{rate:,.0f}", f"{rate / r['cores']:,.0f}", f"{rate / gf_rate:.1f}×" if gf_rate else "–",
+                      f"{g['peak_rss_mb'].max():,.0f}", f"{g['cpu_s'].median():.1f}"])
+    return md_table(["tool", "run", "cores", "cells", "median s", "wall s", "cells/s", "cells/s per core",
+                     "vs Geneformer", "peak RSS MB", "CPU s"], lines)
+
+
+def memory_table(rows: list[dict], workers: int) -> list[str]:
+    lines = [[f"{r['cells']:,}", f"{r['input']['nnz_per_cell']['median']:.0f}", f"{r['input']['bytes'] / 2**20:,.0f}",
+              f"{r['work_s']:.1f}", f"{r['cells'] / r['work_s']:,.0f}", f"{r['peak_rss_mb']:,.0f}",
+              f"{r['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}×"] for r in rows]
+    ratio = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
+    verdict = [f"Peak RSS at {rows[-1]['cells']:,} cells is {ratio:.2f}× that at {rows[0]['cells']:,} cells "
+               f"(target ≤ 2×: {'met' if ratio <= 2 else 'NOT met'})."] * (len(rows) > 1)
+    return [f"## Memory scaling: build_corpus, {workers} workers, sparser cells ({SPARSE[0]}–{SPARSE[1]} genes each), "
+            "one run each", "", *md_table(["cells", "genes/cell (median)", "file MB", "s", "cells/s", "peak RSS MB",
+                                           "RSS vs first"], lines), "", *verdict]
+
+
+def report(args, info: dict, meta: dict, speed: list[dict], check: dict | None, memory: list[dict]) -> str:
+    nnz, m = meta["nnz_per_cell"], info["machine"]
+    lines = ["# Tokenizer benchmark", "", f"- date: {info['date']}", f"- machine: {m['cpu']}, {m['cores']} cores, "
+             f"{m['ram_gb']} GB RAM; load average (1, 5, 15 min) before {m['load_average']}, after "
+             f"{info['load_after']}", f"- command: `{info['command']}`", f"- input: {meta['cells']:,} cells × "
+             f"{N_GENES:,} genes, {nnz['min']}–{nnz['max']} expressed genes per cell (median {nnz['median']:.0f}), "
+             f"{meta['bytes'] / 2**20:,.0f} MB .h5ad; n_top 2048, library size 1e4", "", *speed_table(speed), ""]
+    if check:
+        lines.append(f"Check on {check['cells']} random cells: {check['identical']} token sequences identical to "
+                     f"Geneformer's; {check['differing']} differ, {check['explained_by_ties']} of them only by tied "
+                     f"values (all differences explained by ties: {check['all_explained_by_ties']}); our values "
+                     f"= log2(1 + normalised count): {check['our_values_match']}.")
+    return "\n".join(lines + ([""] + memory_table(memory, args.workers) if memory else [])) + "\n"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--cells", type=int, default=20_000, help="cells of the speed input (default 20000)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each tool (default 3)")
+    p.add_argument("--workers", type=int, default=2, help="processes for ours, Geneformer's nproc (default 2)")
+    p.add_argument("--memory-cells", default="100000,1000000", type=lambda s: [int(x) for x in s.split(",") if x],
+                   help="cells of the memory-scaling inputs (default 100000,1000000)")
+    p.add_argument("--geneformer-venv", type=Path, default=HERE / ".venv-geneformer", help="made by geneformer_env.sh")
+    p.add_argument("--workdir", type=Path, default=ROOT / "build" / "bench" / "tokenize", help="inputs and results")
+    p.add_argument("--skip-geneformer", action="store_true", help="only ours (no peer, no token check)")
+    p.add_argument("--skip-memory", action="store_true", help="no memory-scaling runs")
+    p.add_argument("--keep-memory-inputs", action="store_true", help="keep the (large) memory-run inputs cached")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        return worker(json.loads(args.worker))
+    gf_python = None if args.skip_geneformer else args.geneformer_venv.resolve() / "bin" / "python"
+    if gf_python and not gf_python.exists():
+        sys.exit(f"No Geneformer venv at {args.geneformer_venv}: create it with\n  bash benchmarks/geneformer_env.sh "
+                 f"{args.geneformer_venv}\nor pass --geneformer-venv PATH, or --skip-geneformer.")
+    args.workdir = args.workdir.resolve()
+    (args.workdir / "logs").mkdir(parents=True, exist_ok=True)
+    info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+            "command": shlex.join([os.path.relpath(sys.executable, ROOT), *sys.argv])}
+    data, meta = ensure_input(args.workdir, args.cells, DENSE)
+    dicts = write_dictionaries(args.workdir / "dictionaries")
+    print(f"speed: {args.repeats} repeats on {args.cells:,} cells", flush=True)
+    speed, outs = speed_runs(args, data, dicts, gf_python)
+    check = check_tokens(data, dicts, outs[f"geneformer-{args.workers}"], outs["files-1"], args.cells) \
+        if gf_python else None
+    memory = [] if args.skip_memory else memory_runs(args)
+    shutil.rmtree(args.workdir / "out", ignore_errors=True)
+    info["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    text = report(args, info, meta, speed, check, memory)
+    (args.workdir / "results.md").write_text(text)
+    (args.workdir / "results.json").write_text(json.dumps(
+        info | {"input": meta, "runs": speed, "check": check, "memory": memory}, indent=1, default=float))
+    print("\n" + text + f"\n(written to {args.workdir / 'results.md'} and results.json)")
+
+
+if __name__ == "__main__":
+    main()

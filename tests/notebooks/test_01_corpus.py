@@ -1,0 +1,57 @@
+"""Notebook 01 on the ci profile: the corpus of the whole bundle, both species, readable shards."""
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from gc_lib import paths
+from gc_lib.corpus import shard_paths
+from gc_lib.tokenizer import SHARD_SCHEMA, Tokenizer
+
+
+@pytest.fixture(scope="module")
+def metrics(notebooks):
+    return notebooks.executed("01_corpus")
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(metrics):
+    return paths.DATA_DIR / "01_corpus" / "corpus"
+
+
+def test_both_species_in_vocabulary_and_corpus(metrics):
+    per_species = metrics["vocabulary"]["genes_per_species"]
+    assert per_species["human"] > 10_000 and per_species["mouse"] > 10_000
+    species = {row["species"] for row in metrics["qc"].values()}
+    assert species == {"human", "mouse"}
+
+
+def test_qc_keeps_most_cells_and_counts_add_up(metrics):
+    kept = sum(row["cells_kept"] for row in metrics["qc"].values())
+    assert kept == metrics["cells"] == metrics["shard_rows"]
+    for name, row in metrics["qc"].items():
+        assert 0.8 * row["cells_in"] <= row["cells_kept"] < row["cells_in"], name
+
+
+def test_shards_follow_the_schema_and_manifest(corpus_dir):
+    manifest = json.loads((corpus_dir / "manifest.json").read_text())
+    tokenizer = Tokenizer.load(corpus_dir)
+    assert manifest["vocabulary"]["hash"] == tokenizer.vocab.hash
+    for path in shard_paths(corpus_dir):
+        table = pq.read_table(path)
+        assert table.schema.equals(SHARD_SCHEMA), path
+        lengths = table["length"].to_numpy()
+        assert (lengths <= manifest["parameters"]["n_top"]).all() and (lengths > 0).all()
+        ids = table["input_ids"].combine_chunks().flatten().to_numpy()
+        assert ids.min() >= 4 and ids.max() < len(tokenizer.vocab)  # gene tokens only, all in the vocabulary
+
+
+def test_inference_path_reproduces_the_corpus(metrics):
+    assert set(metrics["retokenize_agreement"].values()) == {1.0}
+
+
+def test_figures_written(metrics):
+    for fig in ("qc", "gene_coverage", "lengths_values"):
+        for suffix in ("png", "pdf"):
+            path = paths.figure_path("01_corpus", fig, suffix)
+            assert path.exists() and path.stat().st_size > 10_000, path

@@ -1,0 +1,194 @@
+"""The corpus builder on small local files: QC, medians, vocabulary, shards, resume, parallel workers, bad input."""
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import scipy.sparse as sp
+
+from gc_lib.corpus import CorpusConfig, GeneAnnotation, build_corpus, read_corpus, shard_paths, tokenize_files
+from gc_lib.tokenizer import Tokenizer
+
+HUMAN = [f"ENSG{i:011d}" for i in range(1, 41)]
+MOUSE = [f"ENSMUSG{i:011d}" for i in range(1, 31)]
+ANNOTATION = GeneAnnotation(
+    biotype=pd.Series("protein_coding", index=HUMAN + MOUSE),
+    orthologs=pd.DataFrame({"mouse_id": MOUSE[:20], "human_id": HUMAN[:20], "homology_type": "one2one"}))
+CONFIG = CorpusConfig(n_top=16, chunk_size=25)
+
+
+def counts(n_cells, n_genes, seed):
+    rng = np.random.default_rng(seed)
+    dense = rng.poisson(rng.gamma(0.6, 2.0, n_genes), size=(n_cells, n_genes)).astype(np.float32)
+    dense[:, 0] += 1  # no empty cells
+    return dense
+
+
+def write(path, matrix, genes, species, symbols=None):
+    var = pd.DataFrame({"gene_symbol": symbols or [f"g{i}" for i in range(len(genes))]}, index=genes)
+    obs = pd.DataFrame({"species": species, "dataset": path.stem}, index=[f"c{i}" for i in range(matrix.shape[0])])
+    ad.AnnData(sp.csr_matrix(matrix), obs=obs, var=var).write_h5ad(path)
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    human = counts(60, len(HUMAN), 0)
+    human[3] *= 40                      # a total-counts outlier
+    human[7, :] = 0
+    human[7, :4] = 1                    # only 4 expressed genes: fails "> 6 genes"
+    mito_symbols = ["MT-CO1"] + [f"h{i}" for i in range(1, len(HUMAN))]
+    mouse = counts(45, len(MOUSE), 1)
+    return [write(tmp_path / "human_a.h5ad", human, HUMAN, "human", mito_symbols),
+            write(tmp_path / "mouse_b.h5ad", mouse, MOUSE, "mouse")]
+
+
+def build(inputs, out, **kw):
+    return build_corpus(inputs, out, config=kw.pop("config", CONFIG), annotation=ANNOTATION, n_workers=1,
+                        progress=False, **kw)
+
+
+def test_qc_medians_vocabulary_and_tokens_match_direct_computation(inputs, tmp_path):
+    manifest = build(inputs, tmp_path / "corpus")
+    qc = {row["dataset"]: row for row in manifest["qc"]}
+    assert qc["human_a"]["cells_in"] == 60 and qc["human_a"]["fail_min_genes"] == 1
+    assert qc["human_a"]["fail_total_counts"] >= 1
+    keep = pd.read_parquet(tmp_path / "corpus" / "qc" / "human_a.parquet")["keep"].to_numpy()
+    assert not keep[3] and not keep[7]
+    # medians: numpy over the kept cells' non-zero counts, per gene
+    human = ad.read_h5ad(inputs[0]).X.toarray()[keep]
+    tokenizer = Tokenizer.load(tmp_path / "corpus")
+    tokens = tokenizer.vocab.encode(HUMAN)
+    for j in range(len(HUMAN)):
+        nonzero = human[:, j][human[:, j] > 0]
+        if nonzero.size:
+            assert tokenizer.medians[tokens[j]] == np.median(nonzero)
+        else:
+            assert tokens[j] == -1  # never expressed in a kept cell: not in the vocabulary
+    # human and mouse genes are separate tokens; mouse tokens carry their human ortholog
+    genes = tokenizer.vocab.genes
+    assert set(genes["species"]) == {"human", "mouse"}
+    by_id = genes.set_index("gene_id")
+    present = [i for i, g in enumerate(MOUSE) if g in by_id.index]
+    assert len(present) > 20
+    assert [by_id.at[MOUSE[i], "human_ortholog"] for i in present] == [HUMAN[i] if i < 20 else None for i in present]
+    # the shards hold exactly what the inference path gives for the kept cells, joined by row
+    corpus = read_corpus(tmp_path / "corpus")
+    stored = corpus[corpus["dataset"] == "human_a"].set_index("row")
+    assert list(stored.index) == list(np.flatnonzero(keep))
+    again = tokenizer.tokenize(ad.read_h5ad(inputs[0])).to_pandas().set_index("row")
+    for row in stored.index:
+        assert np.array_equal(stored.at[row, "input_ids"], again.at[row, "input_ids"])
+        assert np.array_equal(stored.at[row, "values"], again.at[row, "values"])
+    assert manifest["cells"] == len(corpus) and manifest["vocabulary"]["hash"] == tokenizer.vocab.hash
+    assert all(len(s["sha256"]) == 64 for s in manifest["sources"] + manifest["shards"])
+
+
+def test_two_worker_processes_give_identical_shards(inputs, tmp_path):
+    one = build(inputs, tmp_path / "one")
+    two = build_corpus(inputs, tmp_path / "two", config=CONFIG, annotation=ANNOTATION, n_workers=2, progress=False)
+    assert [s["sha256"] for s in one["shards"]] == [s["sha256"] for s in two["shards"]]
+    assert len(one["shards"]) == 5  # 60 + 45 cells in chunks of 25
+
+
+def test_interrupted_build_resumes_and_rebuilds_only_what_is_missing(inputs, tmp_path):
+    out = tmp_path / "corpus"
+    first = build(inputs, out)
+    shards = shard_paths(out)
+    kept_mtime = shards[0].stat().st_mtime_ns
+    (out / "manifest.json").unlink()        # as if killed before the end ...
+    shards[-1].unlink()                     # ... with one shard unwritten
+    debris = out / "shards" / ".human_a-0000000050.tmp.parquet"
+    debris.write_bytes(b"partial")          # and a half-written temporary
+    second = build(inputs, out)
+    assert shards[0].stat().st_mtime_ns == kept_mtime
+    assert [s["sha256"] for s in second["shards"]] == [s["sha256"] for s in first["shards"]]
+    assert not debris.exists()
+    # a finished corpus is returned as it is
+    assert build(inputs, out)["created"] == second["created"]
+
+
+def test_other_parameters_refuse_to_mix_unless_forced(inputs, tmp_path):
+    out = tmp_path / "corpus"
+    build(inputs, out)
+    other = CorpusConfig(n_top=8, chunk_size=25)
+    with pytest.raises(ValueError, match="other inputs or parameters"):
+        build(inputs, out, config=other)
+    rebuilt = build(inputs, out, config=other, force=True)
+    assert rebuilt["parameters"]["n_top"] == 8
+    lengths = pq.read_table(shard_paths(out)[0], columns=["length"])["length"].to_numpy()
+    assert lengths.max() == 8
+
+
+def test_library_size_option_changes_values(inputs, tmp_path):
+    plain = build(inputs, tmp_path / "plain")
+    scaled = build(inputs, tmp_path / "scaled", config=CorpusConfig(n_top=16, chunk_size=25, library_size=1e4))
+    assert plain["parameters"]["library_size"] is None and scaled["parameters"]["library_size"] == 1e4
+    a, b = read_corpus(tmp_path / "plain"), read_corpus(tmp_path / "scaled")
+    assert not all(np.array_equal(x, y) for x, y in zip(a["values"], b["values"]))
+
+
+def test_tokenize_files_for_inference(inputs, tmp_path):
+    build(inputs, tmp_path / "corpus")
+    tokenizer = Tokenizer.load(tmp_path / "corpus")
+    manifest = tokenize_files([inputs[1]], tmp_path / "new", tokenizer, chunk_size=20, n_workers=1, progress=False)
+    assert manifest["cells"] == 45 and manifest["vocabulary_hash"] == tokenizer.vocab.hash
+    with pytest.raises(ValueError, match="not empty"):
+        tokenize_files([inputs[1]], tmp_path / "new", tokenizer, n_workers=1, progress=False)
+
+
+def _bad(tmp_path, kind):
+    matrix = counts(10, len(HUMAN), 3)
+    genes, species = list(HUMAN), "human"
+    if kind == "non-integer":
+        matrix[2, 1] = 0.5
+    elif kind == "negative":
+        matrix[2, 1] = -1
+    elif kind == "NaN":
+        matrix[2, 1] = np.nan
+    elif kind == "empty cell":
+        matrix[4] = 0
+    elif kind == "no gene IDs":
+        genes = [f"GENE{i}" for i in range(len(HUMAN))]
+    elif kind == "duplicated genes":
+        genes[5] = genes[4]
+    elif kind == "unknown species":
+        species = "zebrafish"
+    path = tmp_path / "bad.h5ad"
+    if kind == "empty file":
+        path.write_bytes(b"")
+        return path
+    if kind == "no cells":
+        matrix = matrix[:0]
+    return write(path, matrix, genes, species)
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("non-integer", "non-negative integer counts"), ("negative", "non-negative integer counts"),
+    ("NaN", "non-negative integer counts"), ("empty cell", "empty cells"), ("no gene IDs", "not Ensembl gene IDs"),
+    ("duplicated genes", "duplicated genes"), ("unknown species", "obs\\['species'\\]"),
+    ("empty file", "empty file"), ("no cells", "no cells"),
+])
+def test_bad_input_is_named_and_leaves_no_output(tmp_path, kind, message):
+    bad = _bad(tmp_path, kind)
+    with pytest.raises(ValueError, match=message):
+        build([bad], tmp_path / "corpus")
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_bad_input_never_replaces_a_finished_corpus(inputs, tmp_path):
+    out = tmp_path / "corpus"
+    before = json.loads(json.dumps(build(inputs, out)))
+    with pytest.raises(ValueError):
+        build([_bad(tmp_path, "NaN")], out, force=True)
+    assert json.loads((out / "manifest.json").read_text()) == before
+
+
+def test_zarr_input_gives_the_same_corpus_as_h5ad(inputs, tmp_path):
+    zarr_path = tmp_path / "zarr" / "human_a.zarr"
+    ad.read_h5ad(inputs[0]).write_zarr(zarr_path)
+    from_h5ad = build([inputs[0]], tmp_path / "a")
+    from_zarr = build([zarr_path], tmp_path / "b")
+    assert [s["sha256"] for s in from_h5ad["shards"]] == [s["sha256"] for s in from_zarr["shards"]]
