@@ -23,6 +23,17 @@ import numpy as np
 _U32_MAX = np.uint64(0x7FFFFFFF)  # positive float32 bit patterns are below 2**31 and ordered like the floats
 
 
+@nb.njit(cache=True, nogil=True)
+def _cell_scale(data, indptr, r, library_size):
+    """Factor that scales row ``r`` to ``library_size`` total counts (1 when ``library_size`` is 0: off)."""
+    if library_size <= 0:
+        return 1.0
+    total = 0.0
+    for p in range(indptr[r], indptr[r + 1]):
+        total += data[p]
+    return library_size / total
+
+
 # ---------------------------------------------------------------------------------------------------
 # Validation and per-cell metrics (QC pass)
 # ---------------------------------------------------------------------------------------------------
@@ -92,12 +103,7 @@ def add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size,
     for r in range(indptr.size - 1):
         if not keep[r]:
             continue
-        scale = 1.0
-        if library_size > 0:
-            total = 0.0
-            for p in range(indptr[r], indptr[r + 1]):
-                total += data[p]
-            scale = library_size / total
+        scale = _cell_scale(data, indptr, r, library_size)
         for p in range(indptr[r], indptr[r + 1]):
             c = data[p]
             s = col_slot[indices[p]]
@@ -169,12 +175,7 @@ def tokenize_csr(data, indices, indptr, keep, col_token, col_median, n_top, libr
     for r in range(indptr.size - 1):
         if not keep[r]:
             continue
-        scale = 1.0
-        if library_size > 0:
-            total = 0.0
-            for p in range(indptr[r], indptr[r + 1]):
-                total += data[p]
-            scale = library_size / total
+        scale = _cell_scale(data, indptr, r, library_size)
         k = 0
         for p in range(indptr[r], indptr[r + 1]):
             j = indices[p]
