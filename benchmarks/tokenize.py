@@ -371,7 +371,7 @@ def main() -> None:
     args.workdir = args.workdir.resolve()
     (args.workdir / "logs").mkdir(parents=True, exist_ok=True)
     info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-            "command": shlex.join([os.path.relpath(sys.executable, ROOT), *sys.argv])}
+            "command": shlex.join([os.path.relpath(sys.executable, ROOT), "-P", *sys.argv])}
     data, meta = ensure_input(args.workdir, args.cells, DENSE)
     dicts = write_dictionaries(args.workdir / "dictionaries")
     print(f"speed: {args.repeats} repeats on {args.cells:,} cells", flush=True)
