@@ -128,8 +128,8 @@ def _gene_masks(info: StoreInfo, annotation: GeneAnnotation) -> tuple[np.ndarray
 
 def _qc_pass(pool, infos: list[StoreInfo], config: CorpusConfig, annotation: GeneAnnotation, progress: bool):
     calls, owners = [], []
-    for i, info in enumerate(infos):
-        is_mito, is_counted = _gene_masks(info, annotation)
+    masks = [_gene_masks(info, annotation) for info in infos]
+    for i, (info, (is_mito, is_counted)) in enumerate(zip(infos, masks)):
         for start, stop in _chunks(info.n_cells, config.chunk_size):
             calls.append((corpus_tasks.qc_task, str(info.path), start, stop, is_mito, is_counted))
             owners.append(i)
@@ -141,7 +141,7 @@ def _qc_pass(pool, infos: list[StoreInfo], config: CorpusConfig, annotation: Gen
         table = pd.DataFrame({"row": np.arange(info.n_cells), "total_counts": total,
                               "mito_fraction": np.concatenate([p["mito_counts"] for p in parts]) / total,
                               "n_counted_genes": np.concatenate([p["n_counted_genes"] for p in parts])})
-        keep, report = apply_qc(table, config.qc, has_mito_genes=bool(_gene_masks(info, annotation)[0].any()))
+        keep, report = apply_qc(table, config.qc, has_mito_genes=bool(masks[i][0].any()))
         table["keep"] = keep
         metrics.append(table)
         reports.append({"dataset": info.dataset, "species": info.species} | report)
