@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
@@ -38,8 +39,14 @@ def _examples(values, k: int = 3) -> str:
     return ", ".join(repr(v) for v in list(values)[:k])
 
 
-def _check_genes(adata: AnnData) -> None:
-    names = adata.var_names
+def strip_version(ensembl_ids) -> np.ndarray:
+    """Ensembl IDs without their ``.N`` version suffix (``ENSG….1`` and ``ENSG….2`` are one gene, one token)."""
+    return np.array([str(g).split(".", 1)[0] for g in ensembl_ids], dtype=object)
+
+
+def check_gene_ids(names) -> None:
+    """Raise ``ValueError`` unless ``names`` are unique Ensembl gene IDs (version suffixes ignored)."""
+    names = pd.Index(np.asarray(names, dtype=str))
     ok = is_ensembl_gene_id(names)
     if not ok.any():
         raise ValueError(
@@ -48,11 +55,14 @@ def _check_genes(adata: AnnData) -> None:
     if not ok.all():
         raise ValueError(f"{(~ok).sum()} of {len(names)} var_names are not Ensembl gene IDs "
                          f"(e.g. {_examples(names[~ok])}); drop or map them first.")
-    unversioned = names.str.split(".").str[0]  # ENSG….1 and ENSG….2 are one gene, one token
-    dup = names[unversioned.duplicated()]
+    dup = names[pd.Index(strip_version(names)).duplicated()]
     if len(dup):
         raise ValueError(f"{len(dup)} duplicated genes in var_names (e.g. {_examples(dup.unique())}; version "
                          f"suffixes ignored); sum or drop duplicates first.")
+
+
+def _check_genes(adata: AnnData) -> None:
+    check_gene_ids(adata.var_names)
     if "gene_symbol" not in adata.var:
         raise ValueError("var['gene_symbol'] is missing: the contract keeps gene symbols there "
                          "(gc_lib.genes can add them from the annotation tables).")

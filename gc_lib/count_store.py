@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .contract import ENSEMBL_PREFIX, SPECIES, is_ensembl_gene_id
+from .contract import ENSEMBL_PREFIX, SPECIES, check_gene_ids, strip_version
 
 try:  # anndata >= 0.11
     from anndata.io import read_elem
@@ -93,15 +93,11 @@ def describe_store(path: str | os.PathLike) -> StoreInfo:
     species = np.unique(species_col)
     if len(species) != 1 or species[0] not in SPECIES:
         raise ValueError(f"{path}: obs['species'] must hold one of {SPECIES} for every cell, found {list(species)}")
-    ok = is_ensembl_gene_id(gene_ids)
-    if not ok.all():
-        raise ValueError(f"{path}: {(~ok).sum()} of {len(ok)} var_names are not Ensembl gene IDs "
-                         f"(e.g. {list(gene_ids[~ok][:3])}); map symbols with gc_lib.genes first")
-    unversioned = pd.Index([g.split(".", 1)[0] for g in gene_ids])
-    dup = unversioned[unversioned.duplicated()]
-    if len(dup):
-        raise ValueError(f"{path}: {len(dup)} duplicated genes in var_names (e.g. {list(dup[:3])}; version "
-                         f"suffixes ignored); sum or drop duplicates first")
+    try:
+        check_gene_ids(gene_ids)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    unversioned = pd.Index(strip_version(gene_ids))
     wrong = ~unversioned.str.startswith(ENSEMBL_PREFIX[str(species[0])] + "0")
     if wrong.any():
         raise ValueError(f"{path}: cells are {species[0]} but {wrong.sum()} genes are not {species[0]} Ensembl IDs "

@@ -18,17 +18,12 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_json
-from .contract import SPECIES
+from .contract import SPECIES, strip_version
 
 PAD, MASK = "<pad>", "<mask>"
 SPECIES_TOKENS: dict[str, str] = {s: f"<{s}>" for s in SPECIES}
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, MASK, *SPECIES_TOKENS.values())
 FORMAT = "gc_lib.vocab/1"
-
-
-def strip_version(ensembl_ids) -> np.ndarray:
-    """Ensembl IDs without their ``.N`` version suffix (tokens are unversioned)."""
-    return np.array([str(g).split(".", 1)[0] for g in ensembl_ids], dtype=object)
 
 
 @dataclass(frozen=True)
