@@ -70,10 +70,16 @@ class TokenizedCells:
         ], schema=SHARD_SCHEMA)
 
 
+#: cells per Parquet row group: the unit the pretraining loader shuffles (gc_lib.pretrain_data), so small
+#: groups let batches mix datasets; 256 cells keep the per-group overhead negligible
+ROW_GROUP_CELLS = 256
+
+
 def write_shard(table: pa.Table, dest: str | os.PathLike, *, compression: str = DEFAULT_COMPRESSION) -> Path:
     """Write one Parquet shard atomically (a crash never leaves a partial shard under its final name)."""
     with atomic_path(dest) as tmp:
-        pq.write_table(table, tmp, compression=compression, use_dictionary=["dataset"])
+        pq.write_table(table, tmp, compression=compression, use_dictionary=["dataset"],
+                       row_group_size=ROW_GROUP_CELLS)
     return Path(dest)
 
 

@@ -1,0 +1,106 @@
+"""Training checkpoints as directories, without pickles (DESIGN.md §4).
+
+    <dir>/config.json          the model config           ┐ what :func:`gc_lib.model.load_model` reads:
+    <dir>/model.safetensors    weights and prior buffers  ┘ a checkpoint is also a plain model directory
+    <dir>/vocab.json           the vocabulary the model was trained on
+    <dir>/optimizer.safetensors  AdamW moments and step counts, flattened to named tensors
+    <dir>/trainer_state.json   step, epoch, data-loader position, optimizer hyper-parameters, config
+    <dir>/rng.safetensors      torch CPU (and CUDA) generator states, so dropout continues exactly
+    <dir>/metrics.json         the last logged train and held-out losses
+
+The directory is written under a temporary name and renamed when complete, so a crash never leaves a
+checkpoint that looks finished. ``torch.save`` (a pickle) is never used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from .atomic import atomic_path, write_json
+from .model import GeneCompass, load_model, save_model
+from .vocab import Vocabulary
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    state = optimizer.state_dict()
+    tensors = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            tensors[f"{index}.{name}"] = torch.as_tensor(value).detach().contiguous().cpu()
+    return tensors, state["param_groups"]
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def rng_states() -> dict[str, torch.Tensor]:
+    states = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            states[f"cuda{i}"] = s
+    return states
+
+
+def set_rng_states(states: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(states["cpu"])
+    cuda = [states[k] for k in sorted(states) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(directory: str | os.PathLike, model: GeneCompass, optimizer: torch.optim.Optimizer,
+                    vocab: Vocabulary, trainer_state: dict, metrics: dict,
+                    model_state: dict[str, torch.Tensor] | None = None, extra_files=()) -> Path:
+    """Write a complete checkpoint directory atomically (replacing one of the same name).
+
+    ``model_state`` overrides ``model.state_dict()`` (e.g. a full state gathered from FSDP shards);
+    ``extra_files`` are copied in (e.g. the tokenizer's ``medians.parquet`` and ``tokenizer.json``).
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    with atomic_path(directory, is_dir=True) as tmp:
+        save_model(model, tmp, state=model_state)
+        vocab.save(tmp / "vocab.json")
+        tensors, groups = _optimizer_tensors(optimizer)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        save_file({k: v.contiguous() for k, v in rng_states().items()}, str(tmp / "rng.safetensors"))
+        write_json({**trainer_state, "optimizer_param_groups": groups}, tmp / "trainer_state.json")
+        write_json(metrics, tmp / "metrics.json")
+        for path in extra_files:
+            shutil.copyfile(path, tmp / Path(path).name)
+    return directory
+
+
+def load_checkpoint(directory: str | os.PathLike, model: GeneCompass, optimizer: torch.optim.Optimizer,
+                    *, restore_rng: bool = True) -> dict:
+    """Load weights, optimizer moments and RNG states into ``model``/``optimizer``; return the trainer state."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    state = json.loads((directory / "trainer_state.json").read_text())
+    weights = load_model(directory).state_dict()
+    model.load_state_dict(weights)
+    device = next(model.parameters()).device
+    tensors = {k: v.to(device) if not k.endswith(".step") else v
+               for k, v in load_file(str(directory / "optimizer.safetensors")).items()}
+    _restore_optimizer(optimizer, tensors, state.pop("optimizer_param_groups"))
+    if restore_rng:
+        set_rng_states(load_file(str(directory / "rng.safetensors")))
+    return state
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest finished ``step-*`` checkpoint under ``run_dir/checkpoints`` (None if there is none)."""
+    root = Path(run_dir) / "checkpoints"
+    done = sorted(p for p in root.glob("step-*") if (p / "trainer_state.json").exists()) if root.exists() else []
+    return done[-1] if done else None

@@ -1,0 +1,120 @@
+"""The GeneCompass model: shapes, loss only on masked positions, padding, priors, overfitting, save/load."""
+import numpy as np
+import pytest
+import torch
+
+from gc_lib.model import ModelConfig, build_model, load_model, save_model
+from gc_lib.priors import PriorTable
+
+V, B, L = 60, 4, 12
+
+
+def priors(dims=(6, 4)):
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, d in zip(("grn", "family"), dims):
+        mask = rng.random(V) < 0.7
+        mask[:4] = False
+        vectors = rng.normal(size=(V, d)).astype(np.float32) * mask[:, None]
+        out[name] = PriorTable(name, vectors, mask)
+    return out
+
+
+def config(**kw):
+    kw = {"prior_dims": {"grn": 6, "family": 4}, **kw}
+    return ModelConfig.preset("tiny", V, d_model=32, n_heads=2, d_ff=64, max_len=64, dropout=0.0, **kw)
+
+
+def batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, V, (B, L), generator=g)
+    values = torch.rand(B, L, generator=g) * 3
+    attention = torch.ones(B, L, dtype=torch.bool)
+    attention[1, 8:] = False
+    ids[1, 8:] = 0
+    values[1, 8:] = 0
+    masked = (torch.rand(B, L, generator=g) < 0.3) & attention
+    masked[:, 0] = True
+    return {"input_ids": ids, "values": values, "species": torch.tensor([0, 1, 0, 1]), "attention_mask": attention,
+            "masked": masked, "labels": torch.where(masked, ids, -100), "value_labels": values.clone()}
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return build_model(config(), priors())
+
+
+def test_shapes_and_loss_parts(model):
+    out = model(**batch())
+    assert out["hidden"].shape == (B, L + 1, 32)
+    assert out["n_masked"] == batch()["masked"].sum()
+    assert torch.isclose(out["loss"], 0.2 * out["id_loss"] + 0.8 * out["value_loss"])
+    assert abs(out["id_loss"].item() - np.log(V)) < 1.0     # untrained: close to uniform over the vocabulary
+
+
+def test_unmasked_targets_do_not_change_the_loss(model):
+    b = batch()
+    reference = model(**b)["loss"]
+    changed = dict(b)
+    changed["value_labels"] = torch.where(b["masked"], b["value_labels"], torch.full_like(b["value_labels"], 99.0))
+    changed["labels"] = torch.where(b["masked"], b["labels"], torch.full_like(b["labels"], 5))
+    assert torch.equal(model(**changed)["loss"], reference)
+    moved = dict(b)
+    moved["value_labels"] = torch.where(b["masked"], b["value_labels"] + 1.0, b["value_labels"])
+    assert not torch.equal(model(**moved)["loss"], reference)  # ... while masked targets do
+
+
+def test_padding_does_not_change_a_cells_outputs(model):
+    model.eval()
+    b = batch()
+    alone = model.encode(b["input_ids"][1:2, :8], b["values"][1:2, :8], b["species"][1:2])
+    padded = model.encode(b["input_ids"], b["values"], b["species"], b["attention_mask"])[1:2, :9]
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-4)
+
+
+def test_priors_enter_only_where_present_and_can_be_switched_off():
+    torch.manual_seed(0)
+    with_priors = build_model(config(), priors())
+    assert torch.equal(with_priors.genes.prior_grn[0], torch.zeros(6))
+    assert not with_priors.genes.has_grn[:4].any()
+    off = build_model(config(prior_dims={}, use_values=False))
+    assert not any(n.startswith("prior_") for n, _ in off.genes.named_buffers())
+    assert off(**batch())["hidden"].shape == (B, L + 1, 32)
+    with pytest.raises(ValueError, match="model expects priors"):
+        build_model(config(), {"grn": priors()["grn"]})
+    with pytest.raises(ValueError, match="shape"):
+        build_model(config(prior_dims={"grn": 5, "family": 4}), priors())
+
+
+def test_paper_variant_is_post_norm_with_the_raw_value(model):
+    paper = config().paper_variant()
+    assert paper.norm == "post" and paper.value_encoding == "scalar"
+    torch.manual_seed(0)
+    out = build_model(paper, priors())(**batch())
+    assert torch.isfinite(out["loss"])
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(vocab_size=V, d_model=30, n_heads=4)
+
+
+def test_overfits_one_batch(model):
+    b = batch()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    first = None
+    for _ in range(100):
+        out = model(**b)
+        first = first if first is not None else out["loss"].item()
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    assert out["loss"].item() < 0.05 * first and out["id_accuracy"].item() == 1.0
+
+
+def test_save_load_gives_identical_outputs(model, tmp_path):
+    model.eval()
+    save_model(model, tmp_path / "m")
+    again = load_model(tmp_path / "m").eval()
+    assert again.config == model.config
+    b = batch(1)
+    torch.testing.assert_close(again(**b)["loss"], model(**b)["loss"], rtol=0, atol=0)
+    assert torch.equal(again.genes.prior_family, model.genes.prior_family)

@@ -1,0 +1,120 @@
+"""Training: schedule, exact resume of a pretraining run, and two torchrun processes matching one process."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from gc_lib.corpus import CorpusConfig, GeneAnnotation, build_corpus
+from gc_lib.model import ModelConfig, load_model
+from gc_lib.pretrain import pretrain
+from gc_lib.tokenizer import Tokenizer
+from gc_lib.train import TrainConfig, learning_rate
+
+HERE = Path(__file__).parent
+GENES = [f"ENSG{i:011d}" for i in range(1, 61)]
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    config = TrainConfig(max_steps=100, warmup_steps=10, learning_rate=1.0, min_lr_ratio=0.1)
+    lrs = [learning_rate(s, config) for s in range(101)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[100] == pytest.approx(0.1)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(rng.gamma(0.8, 2.0, len(GENES)), size=(240, len(GENES))).astype(np.float32)
+    counts[:, 0] += 1
+    obs = pd.DataFrame({"species": "human"}, index=[f"c{i}" for i in range(len(counts))])
+    var = pd.DataFrame({"gene_symbol": [f"g{i}" for i in range(len(GENES))]}, index=GENES)
+    ad.AnnData(sp.csr_matrix(counts), obs=obs, var=var).write_h5ad(root / "cells.h5ad")
+    build_corpus([root / "cells.h5ad"], root / "corpus", config=CorpusConfig(n_top=32, chunk_size=60),
+                 annotation=GeneAnnotation(pd.Series("protein_coding", index=GENES), pd.DataFrame(
+                     columns=["mouse_id", "human_id", "homology_type"])), n_workers=1, progress=False)
+    return root / "corpus"
+
+
+def run(corpus, out, **kw):
+    vocab_size = len(Tokenizer.load(corpus).vocab)
+    model = ModelConfig.preset("tiny", vocab_size, d_model=32, n_heads=2, d_ff=64, max_len=64, dropout=0.1)
+    config = TrainConfig(max_steps=8, batch_size=16, grad_accum=2, max_genes=32, learning_rate=3e-3, warmup_steps=2,
+                         eval_every=4, eval_batches=2, log_every=1, save_every=4, eval_fraction=0.1,
+                         num_workers=kw.pop("num_workers", 0))
+    return pretrain(corpus, out, model, config, progress=False, **kw)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resumed_run_continues_exactly_like_an_uninterrupted_one(corpus, tmp_path, num_workers):
+    run(corpus, tmp_path / "straight", num_workers=num_workers)
+    run(corpus, tmp_path / "resumed", num_workers=num_workers, stop_after=3)   # interrupted after step 3
+    partial = pd.read_csv(tmp_path / "resumed" / "log.csv")
+    assert partial["step"].max() == 3
+    run(corpus, tmp_path / "resumed", num_workers=num_workers)                 # resumes from step 3
+    straight = pd.read_csv(tmp_path / "straight" / "log.csv")
+    resumed = pd.read_csv(tmp_path / "resumed" / "log.csv")
+    pd.testing.assert_frame_equal(straight.drop(columns="elapsed_s"), resumed.drop(columns="elapsed_s"))
+    a, b = load_model(tmp_path / "straight" / "checkpoint"), load_model(tmp_path / "resumed" / "checkpoint")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert np.array_equal(x.numpy(), y.numpy()), name
+
+
+def test_run_writes_a_usable_checkpoint_and_learns(corpus, tmp_path):
+    metrics = run(corpus, tmp_path / "run")
+    checkpoint = tmp_path / "run" / "checkpoint"
+    files = {p.name for p in checkpoint.iterdir()}
+    assert {"config.json", "model.safetensors", "vocab.json", "optimizer.safetensors", "rng.safetensors",
+            "trainer_state.json", "metrics.json", "medians.parquet", "tokenizer.json"} <= files
+    assert Tokenizer.load(checkpoint).vocab.hash == Tokenizer.load(corpus).vocab.hash
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    train = log[log["split"] == "train"]
+    assert train["value_loss"].iloc[-2:].mean() < train["value_loss"].iloc[:2].mean()
+    assert set(log["split"]) == {"train", "eval"} and metrics["step"] == 8
+    assert len(list((tmp_path / "run" / "checkpoints").glob("step-*"))) == 2
+    assert (tmp_path / "run" / "tensorboard").is_dir()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(args, nproc):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+               f"--master_port={free_port()}", *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    single = subprocess.run([sys.executable, str(HERE / "ddp_worker.py"), str(tmp_path / "one.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    torchrun([str(HERE / "ddp_worker.py"), str(tmp_path / "two.json")], nproc=2)
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+    assert two["checksum"] == pytest.approx(one["checksum"], rel=1e-6)
+    assert one["losses"][-1] < one["losses"][0]
+
+
+def test_pretrain_cli_under_torchrun_trains_on_two_ranks(corpus, tmp_path):
+    torchrun(["-m", "gc_lib.pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "ddp"), "--max-steps", "3",
+              "--batch-size", "8", "--max-genes", "32", "--eval-every", "3", "--eval-batches", "1",
+              "--save-every", "3", "--eval-fraction", "0.1",
+              "--model-overrides", '{"d_model": 32, "n_heads": 2, "d_ff": 64, "max_len": 64}'], nproc=2)
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["step"] == 3
+    assert (tmp_path / "ddp" / "checkpoint" / "model.safetensors").exists()
