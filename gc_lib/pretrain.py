@@ -108,12 +108,14 @@ def pretrain(corpus_dir, out_dir, model_config: ModelConfig, config: TrainConfig
     trainer = Trainer(build_model(model_config, priors), config, runtime)
     data_options = dict(eval_fraction=config.eval_fraction, max_genes=config.max_genes, batch_size=config.batch_size,
                         seed=config.seed, rank=runtime.rank, world_size=runtime.world_size)
-    loader = PretrainLoader(PretrainDataset(corpus_dir, split="train", **data_options),
+    loader = PretrainLoader(PretrainDataset(corpus_dir, split="train", train_fraction=config.train_fraction,
+                                            **data_options),
                             MaskingCollator(len(vocab), seed=config.seed), num_workers=config.num_workers)
     held_out = held_out_loader(corpus_dir, len(vocab), **data_options)
     state = {"cells_seen": 0, "tokens_seen": 0, "elapsed_s": 0.0}
     checkpoint = latest_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
+        _check_same_run(checkpoint, model_config, config)
         saved = load_checkpoint(checkpoint, trainer.module, trainer.optimizer)
         trainer.step_count = saved["step"]
         loader.load_state_dict(saved["loader"])
@@ -182,6 +184,19 @@ def pretrain(corpus_dir, out_dir, model_config: ModelConfig, config: TrainConfig
     if runtime.is_main:
         write_json(metrics, out_dir / "metrics.json")
     return metrics
+
+
+def _check_same_run(checkpoint: Path, model_config: ModelConfig, config: TrainConfig) -> None:
+    """Refuse to resume a run of another model or schedule (``max_steps`` may grow: a run can be extended)."""
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["train_config"]
+    mine = json.loads(json.dumps(config.to_dict()))  # tuples → lists, as stored
+    differ = sorted(k for k in mine if k not in ("max_steps",) and saved.get(k) != mine[k])
+    saved_model = json.loads((checkpoint / "config.json").read_text())
+    differ += sorted(f"model.{k}" for k, v in json.loads(json.dumps(model_config.to_dict())).items()
+                     if saved_model.get(k) != v)
+    if differ:
+        raise ValueError(f"{checkpoint.parent.parent} holds a run with other settings ({', '.join(differ)}); "
+                         f"resume=False (CLI --fresh) starts afresh there")
 
 
 def checkpoint_dir(out_dir: Path, step: int) -> Path:

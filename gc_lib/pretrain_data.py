@@ -78,9 +78,15 @@ class ShardIndex:
     length: np.ndarray    # int32: min(length, max_genes)
 
     @classmethod
-    def build(cls, shards, *, split: str, eval_fraction: float, max_genes: int) -> ShardIndex:
+    def build(cls, shards, *, split: str, eval_fraction: float, max_genes: int,
+              train_fraction: float = 1.0) -> ShardIndex:
+        """``train_fraction`` < 1 keeps that share of the training cells, chosen by the same hash: subsets of
+        increasing fraction are nested (each holds every smaller one), as scaling curves need."""
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval'; got {split!r}")
+        if not 0 < train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1]; got {train_fraction}")
+        train_top = eval_fraction + train_fraction * (1 - eval_fraction)
         paths = _as_paths(shards)
         units, counts, pos, length = [], [], [], []
         for s, path in enumerate(paths):
@@ -90,10 +96,11 @@ class ShardIndex:
                 datasets = table.column("dataset").combine_chunks().dictionary_encode()
                 names, codes = datasets.dictionary.to_pylist(), datasets.indices.to_numpy()
                 rows = table.column("row").to_numpy()
-                held = np.zeros(len(rows), dtype=bool)
+                score = np.zeros(len(rows))
                 for k, name in enumerate(names):
-                    held[codes == k] = is_held_out(name, rows[codes == k], eval_fraction)
-                keep = np.flatnonzero(held if split == "eval" else ~held)
+                    score[codes == k] = split_score(name, rows[codes == k])
+                held = score < eval_fraction
+                keep = np.flatnonzero(held if split == "eval" else ~held & (score < train_top))
                 units.append((s, g))
                 counts.append(len(keep))
                 pos.append(keep.astype(np.int32))
@@ -154,7 +161,7 @@ class PretrainDataset(IterableDataset):
     def __init__(self, shards, *, split: str = "train", eval_fraction: float = 0.01, max_genes: int = 2048,
                  batch_size: int | None = 32, max_tokens: int | None = None, bucket: bool = True,
                  buffer_batches: int = 64, shuffle: bool = True, seed: int = 0,
-                 rank: int | None = None, world_size: int | None = None):
+                 rank: int | None = None, world_size: int | None = None, train_fraction: float = 1.0):
         if (batch_size is None) == (max_tokens is None):
             raise ValueError("give exactly one of batch_size and max_tokens")
         if max_tokens is not None and max_tokens < max_genes:
@@ -164,7 +171,8 @@ class PretrainDataset(IterableDataset):
         self.rank = rank if rank is not None else (dist.get_rank() if distributed else 0)
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} outside world_size {self.world_size}")
-        self.index = ShardIndex.build(shards, split=split, eval_fraction=eval_fraction, max_genes=max_genes)
+        self.index = ShardIndex.build(shards, split=split, eval_fraction=eval_fraction, max_genes=max_genes,
+                                      train_fraction=train_fraction)
         self.split, self.max_genes, self.batch_size, self.max_tokens = split, max_genes, batch_size, max_tokens
         self.bucket, self.shuffle, self.seed = bucket, shuffle, seed
         cells_per_batch = batch_size if batch_size is not None else max(1, max_tokens // max_genes)

@@ -45,6 +45,7 @@ class TrainConfig:
     save_every: int = 500             # steps between checkpoints (the last step is always saved)
     keep_checkpoints: int = 2         # step checkpoints kept (older ones are deleted)
     eval_fraction: float = 0.02       # cells held out of training, by a hash of (dataset, row)
+    train_fraction: float = 1.0       # share of the training cells used (nested subsets, for scaling curves)
     num_workers: int = 0              # DataLoader worker processes per rank
     bf16: bool = True                 # bf16 autocast when on GPU (ignored on CPU)
     compile: bool = False             # torch.compile the model

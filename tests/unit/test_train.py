@@ -118,3 +118,29 @@ def test_pretrain_cli_under_torchrun_trains_on_two_ranks(corpus, tmp_path):
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["step"] == 3
     assert (tmp_path / "ddp" / "checkpoint" / "model.safetensors").exists()
+
+
+def test_train_fractions_are_nested_subsets(corpus):
+    from gc_lib.pretrain_data import ShardIndex
+
+    def cells(fraction):
+        index = ShardIndex.build(corpus, split="train", eval_fraction=0.1, max_genes=32, train_fraction=fraction)
+        return {(int(u), int(p)) for u in range(len(index.units))
+                for p in index.pos[index.offsets[u]:index.offsets[u + 1]]}
+
+    small, half, full = cells(0.25), cells(0.5), cells(1.0)
+    assert small < half < full and abs(len(half) / len(full) - 0.5) < 0.12
+    held = ShardIndex.build(corpus, split="eval", eval_fraction=0.1, max_genes=32)
+    kept = json.loads((corpus / "manifest.json").read_text())["cells"]
+    assert len(held) + len(full) == kept and len(held) > 0
+
+
+def test_resuming_a_run_with_other_settings_is_refused(corpus, tmp_path):
+    run(corpus, tmp_path / "r", stop_after=2)
+    vocab_size = len(Tokenizer.load(corpus).vocab)
+    other = ModelConfig.preset("tiny", vocab_size, d_model=32, n_heads=2, d_ff=64, max_len=64, dropout=0.1,
+                               norm="post")
+    with pytest.raises(ValueError, match="other settings .*model.norm"):
+        pretrain(corpus, tmp_path / "r", other, TrainConfig(max_steps=8, batch_size=16, grad_accum=2, max_genes=32,
+                 learning_rate=3e-3, warmup_steps=2, eval_every=4, eval_batches=2, log_every=1, save_every=4,
+                 eval_fraction=0.1), progress=False)
