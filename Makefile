@@ -33,12 +33,14 @@ test: setup
 unit: setup
 	$(BIN)/python -m pytest tests/unit
 
-# Benchmarks (never part of the tests): the tokenizer against Geneformer's, in its own environment.
+# Benchmarks (never part of the tests): the tokenizer against Geneformer's (in its own environment), and a training
+# step against HuggingFace BertForMaskedLM.
 benchmarks/.venv-geneformer/bin/python:
 	PYTHON=$(PYTHON) bash benchmarks/geneformer_env.sh benchmarks/.venv-geneformer
 
 bench: setup benchmarks/.venv-geneformer/bin/python
 	$(BIN)/python -P benchmarks/tokenize.py
+	$(BIN)/python -P benchmarks/train_throughput.py --out build/bench/train_throughput.json
 
 # Re-pin requirements.lock from pyproject.toml (a fresh resolve; commit the result).
 # The local +cpu tag of torch is dropped so GPU machines take the CUDA build of the same version.

@@ -116,6 +116,9 @@ def pretrain(corpus_dir, out_dir, model_config: ModelConfig, config: TrainConfig
     checkpoint = latest_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
         _check_same_run(checkpoint, model_config, config)
+        finished = json.loads((checkpoint / "trainer_state.json").read_text())["step"] >= config.max_steps
+        if finished and (out_dir / "metrics.json").exists():
+            return json.loads((out_dir / "metrics.json").read_text())     # nothing left to do
         saved = load_checkpoint(checkpoint, trainer.module, trainer.optimizer)
         trainer.step_count = saved["step"]
         loader.load_state_dict(saved["loader"])

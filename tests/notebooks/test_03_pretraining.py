@@ -1,0 +1,51 @@
+"""Notebook 03 on the ci profile: a pretraining run with loss curves, ablations, a loadable checkpoint, embeddings."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import gc_lib
+from gc_lib import paths
+from gc_lib.model import load_model
+from gc_lib.tokenizer import Tokenizer
+
+
+@pytest.fixture(scope="module")
+def metrics(notebooks):
+    return notebooks.executed("03_pretraining")
+
+
+def test_training_ran_and_the_loss_fell(metrics):
+    assert metrics["steps"] > 0 and metrics["tokens_seen"] > 0
+    assert metrics["final"]["train"]["loss"] < metrics["first"]["train"]["loss"]
+    assert metrics["final"]["eval"]["id_loss"] < np.log(metrics["model"]["vocab_size"])  # better than uniform
+
+
+def test_ablations_ran_on_the_same_held_out_cells(metrics):
+    ablation = metrics["ablation"]
+    assert set(ablation) == {"full", "no priors", "no values"}
+    tokens = {row["masked_tokens"] for row in ablation.values()}
+    assert len(tokens) == 1  # same cells, same masks
+    assert ablation["no priors"]["parameters"] < ablation["full"]["parameters"]
+    for row in ablation.values():
+        assert np.isfinite([row["loss"], row["id_loss"], row["value_loss"]]).all()
+
+
+def test_checkpoint_loads_and_embeds_new_cells(metrics):
+    checkpoint = paths.DATA_DIR / metrics["checkpoint"]
+    model = load_model(checkpoint)
+    assert model.num_parameters() == metrics["parameters"]
+    assert set(model.config.prior_dims) == {"grn", "promoter", "family", "coexpression"}
+    vocab = Tokenizer.load(checkpoint).vocab
+    log = pd.read_csv(checkpoint.parent / "log.csv")
+    assert set(log["split"]) == {"train", "eval"}
+    import anndata as ad
+    adata = ad.read_h5ad(paths.DATA_DIR / "00_data" / "datasets" / "pbmc68k_reduced.h5ad")[:20].copy()
+    gc_lib.embed(adata, checkpoint, progress=False)
+    assert adata.obsm["X_genecompass"].shape == (20, model.config.d_model)
+    assert len(vocab) == model.config.vocab_size
+
+
+def test_figures_exist(metrics):
+    for name in ("loss_curves", "umap"):
+        assert paths.figure_path("03_pretraining", name).exists()
+    assert metrics["embedded_cells"] > 1_000
