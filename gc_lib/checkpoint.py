@@ -21,25 +21,28 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_path, write_json
-from .model import GeneCompass, load_model, save_model
+from .model import GeneCompass, save_model
 from .vocab import Vocabulary
 
+_SEP = "::"  # between a parameter key (an index, or a dotted name under FSDP) and its state's name
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    state = optimizer.state_dict()
+
+def flatten_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """An optimizer state dict as named tensors (for safetensors) and its JSON-able param groups."""
     tensors = {}
-    for index, values in state["state"].items():
+    for key, values in state["state"].items():
         for name, value in values.items():
-            tensors[f"{index}.{name}"] = torch.as_tensor(value).detach().contiguous().cpu()
+            tensors[f"{key}{_SEP}{name}"] = torch.as_tensor(value).detach().contiguous().cpu()
     return tensors, state["param_groups"]
 
 
-def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
+    """The inverse of :func:`flatten_optimizer_state` (integer keys come back as integers)."""
+    state: dict = {}
+    for flat, value in tensors.items():
+        key, name = flat.split(_SEP, 1)
+        state.setdefault(int(key) if key.isdigit() else key, {})[name] = value
+    return {"state": state, "param_groups": groups}
 
 
 def rng_states() -> dict[str, torch.Tensor]:
@@ -57,11 +60,12 @@ def set_rng_states(states: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_checkpoint(directory: str | os.PathLike, model: GeneCompass, optimizer: torch.optim.Optimizer,
+def save_checkpoint(directory: str | os.PathLike, model: GeneCompass, optimizer_state: dict,
                     vocab: Vocabulary, trainer_state: dict, metrics: dict,
                     model_state: dict[str, torch.Tensor] | None = None, extra_files=()) -> Path:
     """Write a complete checkpoint directory atomically (replacing one of the same name).
 
+    ``optimizer_state``: ``optimizer.state_dict()``, or the full state gathered from FSDP shards;
     ``model_state`` overrides ``model.state_dict()`` (e.g. a full state gathered from FSDP shards);
     ``extra_files`` are copied in (e.g. the tokenizer's ``medians.parquet`` and ``tokenizer.json``).
     """
@@ -71,7 +75,7 @@ def save_checkpoint(directory: str | os.PathLike, model: GeneCompass, optimizer:
     with atomic_path(directory, is_dir=True) as tmp:
         save_model(model, tmp, state=model_state)
         vocab.save(tmp / "vocab.json")
-        tensors, groups = _optimizer_tensors(optimizer)
+        tensors, groups = flatten_optimizer_state(optimizer_state)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         save_file({k: v.contiguous() for k, v in rng_states().items()}, str(tmp / "rng.safetensors"))
         write_json({**trainer_state, "optimizer_param_groups": groups}, tmp / "trainer_state.json")
@@ -81,22 +85,19 @@ def save_checkpoint(directory: str | os.PathLike, model: GeneCompass, optimizer:
     return directory
 
 
-def load_checkpoint(directory: str | os.PathLike, model: GeneCompass, optimizer: torch.optim.Optimizer,
-                    *, restore_rng: bool = True) -> dict:
-    """Load weights, optimizer moments and RNG states into ``model``/``optimizer``; return the trainer state."""
+def load_checkpoint(directory: str | os.PathLike, *, restore_rng: bool = True) -> tuple[dict, dict, dict]:
+    """The trainer state, the model weights and the optimizer state dict of a checkpoint (all on CPU; the
+    caller loads them, or scatters them to FSDP shards); restores the RNG states."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
     state = json.loads((directory / "trainer_state.json").read_text())
-    weights = load_model(directory).state_dict()
-    model.load_state_dict(weights)
-    device = next(model.parameters()).device
-    tensors = {k: v.to(device) if not k.endswith(".step") else v
-               for k, v in load_file(str(directory / "optimizer.safetensors")).items()}
-    _restore_optimizer(optimizer, tensors, state.pop("optimizer_param_groups"))
+    weights = load_file(str(directory / "model.safetensors"))
+    optimizer_state = unflatten_optimizer_state(load_file(str(directory / "optimizer.safetensors")),
+                                                state.pop("optimizer_param_groups"))
     if restore_rng:
         set_rng_states(load_file(str(directory / "rng.safetensors")))
-    return state
+    return state, weights, optimizer_state
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:

@@ -119,7 +119,9 @@ def pretrain(corpus_dir, out_dir, model_config: ModelConfig, config: TrainConfig
         finished = json.loads((checkpoint / "trainer_state.json").read_text())["step"] >= config.max_steps
         if finished and (out_dir / "metrics.json").exists():
             return json.loads((out_dir / "metrics.json").read_text())     # nothing left to do
-        saved = load_checkpoint(checkpoint, trainer.module, trainer.optimizer)
+        saved, weights, optimizer_state = load_checkpoint(checkpoint)
+        trainer.load_model_state(weights)
+        trainer.load_optimizer_state(optimizer_state)
         trainer.step_count = saved["step"]
         loader.load_state_dict(saved["loader"])
         state = {k: saved[k] for k in state}
@@ -141,18 +143,18 @@ def pretrain(corpus_dir, out_dir, model_config: ModelConfig, config: TrainConfig
         return result
 
     def save(final: bool) -> None:
-        full = trainer.full_state()
+        full, optimizer_state = trainer.full_state(), trainer.optimizer_state()   # collective under FSDP
         if not runtime.is_main:
             return
         trainer_state = {"step": trainer.step_count, "loader": loader.state_dict(), **state,
                          "train_config": config.to_dict()}
         name = checkpoint_dir(out_dir, trainer.step_count)
-        save_checkpoint(name, trainer.module, trainer.optimizer, vocab, trainer_state, metrics, model_state=full)
+        save_checkpoint(name, trainer.module, optimizer_state, vocab, trainer_state, metrics, model_state=full)
         for old in sorted((out_dir / "checkpoints").glob("step-*"))[:-config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
         if final:
             tokenizer_files = [Path(corpus_dir) / n for n in ("medians.parquet", "tokenizer.json")]
-            save_checkpoint(out_dir / "checkpoint", trainer.module, trainer.optimizer, vocab, trainer_state, metrics,
+            save_checkpoint(out_dir / "checkpoint", trainer.module, optimizer_state, vocab, trainer_state, metrics,
                             model_state=full, extra_files=tokenizer_files)  # Tokenizer.load(checkpoint) works
 
     stream = iter(loader)

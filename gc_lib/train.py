@@ -186,10 +186,43 @@ class Trainer:
         return {"loss": float(sums[0]) / n, "id_loss": float(sums[1]) / n, "value_loss": float(sums[2]) / n,
                 "id_accuracy": float(sums[3]) / n, "masked_tokens": int(sums[4])}
 
+    def _fsdp(self) -> bool:
+        return self.runtime.world_size > 1 and self.config.strategy == "fsdp"
+
     def full_state(self) -> dict[str, torch.Tensor] | None:
         """The whole model state on CPU (gathered from FSDP shards; collective, call on every rank)."""
-        if self.runtime.world_size > 1 and self.config.strategy == "fsdp":
+        if self._fsdp():
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
             return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return None
+
+    def optimizer_state(self) -> dict:
+        """The optimizer's full state (gathered from FSDP shards, keyed by parameter name; collective)."""
+        if self._fsdp():
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+            return get_optimizer_state_dict(self.model, self.optimizer,
+                                            options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return self.optimizer.state_dict()
+
+    def load_model_state(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load full model weights (scattered to FSDP shards when sharded)."""
+        if self._fsdp():
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(self.model, weights, options=StateDictOptions(full_state_dict=True))
+            return
+        self.module.load_state_dict(weights)
+
+    def load_optimizer_state(self, state: dict) -> None:
+        """Load a full optimizer state (scattered to FSDP shards when sharded)."""
+        if self._fsdp():
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            set_optimizer_state_dict(self.model, self.optimizer, state, options=StateDictOptions(full_state_dict=True))
+            return
+        device = self.runtime.device
+        state["state"] = {k: {n: v if n == "step" else v.to(device) for n, v in per.items()}
+                          for k, per in state["state"].items()}
+        self.optimizer.load_state_dict(state)

@@ -144,3 +144,18 @@ def test_resuming_a_run_with_other_settings_is_refused(corpus, tmp_path):
         pretrain(corpus, tmp_path / "r", other, TrainConfig(max_steps=8, batch_size=16, grad_accum=2, max_genes=32,
                  learning_rate=3e-3, warmup_steps=2, eval_every=4, eval_batches=2, log_every=1, save_every=4,
                  eval_fraction=0.1), progress=False)
+
+
+def test_fsdp_strategy_trains_saves_and_resumes_on_two_ranks(corpus, tmp_path):
+    args = ["-m", "gc_lib.pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "fsdp"), "--strategy", "fsdp",
+            "--batch-size", "8", "--max-genes", "32", "--eval-every", "2", "--eval-batches", "1", "--save-every", "2",
+            "--log-every", "1",
+            "--eval-fraction", "0.1", "--model-overrides", '{"d_model": 32, "n_heads": 2, "d_ff": 64, "max_len": 64}']
+    torchrun([*args, "--max-steps", "2"], nproc=2)
+    torchrun([*args, "--max-steps", "4"], nproc=2)          # extends the run: resumes from the step-2 checkpoint
+    metrics = json.loads((tmp_path / "fsdp" / "metrics.json").read_text())
+    assert metrics["step"] == 4 and metrics["world_size"] == 2
+    model = load_model(tmp_path / "fsdp" / "checkpoint")   # gathered into one ordinary checkpoint
+    assert model.num_parameters() == metrics["parameters"]
+    log = pd.read_csv(tmp_path / "fsdp" / "log.csv")
+    assert list(log[log["split"] == "train"]["step"]) == [1, 2, 3, 4]
