@@ -34,7 +34,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .masking import MaskingCollator
 from .model import ModelConfig, build_model
 from .pretrain_data import PretrainDataset, PretrainLoader, held_out_loader
-from .priors import load_priors
+from .priors import PRIOR_NAMES, load_priors
 from .train import Runtime, TrainConfig, Trainer, init_distributed
 from .vocab import Vocabulary
 
@@ -94,9 +94,8 @@ def pretrain(corpus_dir, out_dir, model_config: ModelConfig, config: TrainConfig
     vocab = Vocabulary.load(Path(corpus_dir) / "vocab.json")
     if model_config.vocab_size != len(vocab):
         raise ValueError(f"model vocab_size {model_config.vocab_size} != corpus vocabulary {len(vocab)}")
-    priors = load_priors(priors_dir, vocab, names=tuple(prior_names if prior_names is not None else
-                                                        ("grn", "promoter", "family", "coexpression"))) \
-        if priors_dir is not None and prior_names != () else {}
+    names = PRIOR_NAMES if prior_names is None else tuple(prior_names)
+    priors = load_priors(priors_dir, vocab, names=names) if priors_dir is not None and names else {}
     model_config = with_priors(model_config, priors)
     if not resume and runtime.is_main and out_dir.exists():
         shutil.rmtree(out_dir)
@@ -213,7 +212,7 @@ def main(argv=None) -> None:
     parser.add_argument("--corpus", required=True, help="corpus directory written by gc_lib.corpus.build_corpus")
     parser.add_argument("--out", required=True, help="run directory (resumed when it holds a checkpoint)")
     parser.add_argument("--priors", help="prior directory written by notebook 02 (omit: no priors)")
-    parser.add_argument("--prior-names", default="grn,promoter,family,coexpression", help="comma-separated priors")
+    parser.add_argument("--prior-names", default=",".join(PRIOR_NAMES), help="comma-separated priors")
     parser.add_argument("--preset", default="tiny", choices=["tiny", "small", "base"])
     parser.add_argument("--model-overrides", default="{}", help="JSON of ModelConfig fields, e.g. {\"norm\": \"post\"}")
     parser.add_argument("--fresh", action="store_true", help="delete the run directory first instead of resuming")
@@ -231,6 +230,7 @@ def main(argv=None) -> None:
     metrics = pretrain(args.corpus, args.out, model_config, TrainConfig(**fields), priors_dir=args.priors,
                        prior_names=names, resume=not args.fresh)
     if torch.distributed.is_initialized():
+        torch.distributed.barrier()            # every rank done (rank 0 writes last) before the group goes away
         torch.distributed.destroy_process_group()
     print(json.dumps({k: metrics.get(k) for k in ("step", "train_last", "eval_last")}, default=str))
 
