@@ -59,9 +59,10 @@ def _sample_cells(shards: list[Path], where: pd.DataFrame) -> tuple[np.ndarray, 
     ids, values, lengths = [], [], []
     for shard, rows in where.groupby("shard", sort=True)["row"]:
         table = pq.read_table(shards[shard], columns=["input_ids", "values"]).take(pa.array(np.sort(rows.to_numpy())))
-        ids.append(table["input_ids"].combine_chunks().flatten().to_numpy())
+        id_lists = table["input_ids"].combine_chunks()
+        ids.append(id_lists.flatten().to_numpy())
         values.append(table["values"].combine_chunks().flatten().to_numpy())
-        lengths.append(np.diff(table["input_ids"].combine_chunks().offsets.to_numpy()))
+        lengths.append(np.diff(id_lists.offsets.to_numpy()))
     indptr = np.concatenate([[0], np.cumsum(np.concatenate(lengths))])
     return indptr, np.concatenate(ids), np.concatenate(values)
 

@@ -162,9 +162,7 @@ def jaspar_tf_families(path: str | Path | None = None, *, symbols: pd.DataFrame 
 def _source_entry(name: str, path: str | Path | None) -> dict:
     """Provenance of one input: the registry's pin for the bundle file, or the sha256 of a given file."""
     if path is None:
-        source = SOURCES[name]
-        return {"name": name, "package": source.archive.package, "version": source.archive.version,
-                "sha256": source.sha256}
+        return SOURCES[name].provenance()
     return {"name": name, "path": str(path), "sha256": sha256_file(path)}
 
 

@@ -155,9 +155,7 @@ def exclude(edges: pd.DataFrame, *, exclude_edges: pd.DataFrame | None = None,
 def bundle_grn_edges(*, types: tuple[str, ...] = ("transcriptional",)) -> tuple[pd.DataFrame, dict]:
     """TF→target edges of the offline bundle's OmniPath table, resolved; the report names the source file."""
     edges, report = resolve_edges(read_omnipath(types=types))
-    source = SOURCES["omnipath_tf_targets"]
-    report["source"] = {"name": source.name, "package": source.archive.package, "version": source.archive.version,
-                        "sha256": source.sha256, "types": list(types)}
+    report["source"] = {**SOURCES["omnipath_tf_targets"].provenance(), "types": list(types)}
     return edges, report
 
 

