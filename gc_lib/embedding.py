@@ -17,34 +17,9 @@ import torch
 from anndata import AnnData
 
 from .contract import SPECIES
+from .finetune_data import CellTokens, collate, length_batches
 from .model import load_model
 from .tokenizer import Tokenizer
-
-
-def _cells(adata: AnnData, tokenizer: Tokenizer, max_genes: int) -> tuple[list[np.ndarray], list[np.ndarray],
-                                                                           np.ndarray, dict]:
-    """Token ids, values and species code of every cell (in ``adata`` order), and the gene overlap per species."""
-    ids: list = [None] * adata.n_obs
-    values: list = [None] * adata.n_obs
-    species_code = np.zeros(adata.n_obs, dtype=np.int64)
-    overlap = {}
-    labels = adata.obs["species"].astype(str).to_numpy()
-    for code, species in enumerate(SPECIES):
-        where = np.flatnonzero(labels == species)
-        if not len(where):
-            continue
-        coverage = tokenizer.coverage(adata.var_names, species)
-        overlap[species] = coverage
-        if coverage["in_vocabulary"] == 0:
-            raise ValueError(f"none of the {coverage['genes']:,} genes of this AnnData is a {species} token of the "
-                             f"checkpoint's vocabulary; var_names must be Ensembl gene IDs of that species")
-        table = tokenizer.tokenize(adata[where], dataset="embed")
-        for row, cell_ids, cell_values in zip(table["row"].to_numpy(), table["input_ids"].to_pylist(),
-                                              table["values"].to_pylist()):
-            ids[where[row]] = np.asarray(cell_ids[:max_genes], dtype=np.int64)
-            values[where[row]] = np.asarray(cell_values[:max_genes], dtype=np.float32)
-        species_code[where] = code
-    return ids, values, species_code, overlap
 
 
 def embed(adata: AnnData, checkpoint: str | os.PathLike, *, key_added: str = "X_genecompass", batch_size: int = 32,
@@ -61,8 +36,6 @@ def embed(adata: AnnData, checkpoint: str | os.PathLike, *, key_added: str = "X_
     ``max_genes`` caps the tokens per cell (default: what the model takes, ``max_len - 1``). Returns the AnnData
     when ``copy=True``, else ``None``.
     """
-    from tqdm.auto import tqdm
-
     adata = adata.copy() if copy else adata
     checkpoint = Path(checkpoint)
     model = load_model(checkpoint).eval()
@@ -70,40 +43,46 @@ def embed(adata: AnnData, checkpoint: str | os.PathLike, *, key_added: str = "X_
     if len(tokenizer.vocab) != model.config.vocab_size:
         raise ValueError(f"{checkpoint}: tokenizer vocabulary ({len(tokenizer.vocab)}) and model "
                          f"({model.config.vocab_size}) differ")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device)
     max_genes = min(max_genes or model.config.max_len - 1, model.config.max_len - 1)
-    ids, values, species, overlap = _cells(adata, tokenizer, max_genes)
+    cells, overlap = CellTokens.from_adata(adata, tokenizer, max_genes)
 
-    d = model.config.d_model
-    cell_out = np.zeros((adata.n_obs, d), dtype=np.float32)
-    gene_sum = torch.zeros(model.config.vocab_size, d, dtype=torch.float64, device=device)
-    gene_count = torch.zeros(model.config.vocab_size, dtype=torch.float64, device=device)
-    order = np.argsort([len(x) for x in ids], kind="stable")       # similar lengths together: little padding
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    with torch.no_grad():
-        for batch in tqdm(batches, desc="embedding", disable=not progress):
-            length = max(1, max(len(ids[i]) for i in batch))
-            input_ids = torch.zeros(len(batch), length, dtype=torch.long)
-            vals = torch.zeros(len(batch), length)
-            for row, i in enumerate(batch):
-                input_ids[row, : len(ids[i])] = torch.from_numpy(ids[i])
-                vals[row, : len(ids[i])] = torch.from_numpy(values[i])
-            attention = input_ids != model.config.pad_id
-            hidden = model.encode(input_ids.to(device), vals.to(device), torch.from_numpy(species[batch]).to(device),
-                                  attention.to(device))                                   # (B, 1 + L, d)
-            cell_out[batch] = hidden[:, 0].float().cpu().numpy()
-            if gene_embeddings:
-                real = attention.to(device)
-                tokens = input_ids.to(device)[real]
-                gene_sum.index_add_(0, tokens, hidden[:, 1:][real].double())
-                gene_count.index_add_(0, tokens, torch.ones_like(tokens, dtype=torch.float64))
+    cell_out, gene_sum, gene_count = encode_cells(model, cells, batch_size=batch_size, device=device,
+                                                  gene_embeddings=gene_embeddings, progress=progress)
     adata.obsm[key_added] = cell_out
     if gene_embeddings:
-        _store_genes(adata, key_added, tokenizer, gene_sum.cpu().numpy(), gene_count.cpu().numpy())
+        _store_genes(adata, key_added, tokenizer, gene_sum, gene_count)
     adata.uns[key_added] = {"params": {"checkpoint": str(checkpoint), "vocab_hash": tokenizer.vocab.hash,
                                        "gene_overlap": overlap, "batch_size": batch_size, "max_genes": max_genes}}
     return adata if copy else None
+
+
+def encode_cells(model, cells: CellTokens, *, batch_size: int = 32, device: str | torch.device | None = None,
+                 gene_embeddings: bool = True, progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run ``model`` (a :class:`~gc_lib.model.GeneCompass`, in eval mode) over tokenised ``cells``.
+
+    Returns the cell-token states (n_cells, d), and per token id the sum of its contextual states over the cells
+    where it occurs (vocab_size, d) and that number of cells (vocab_size,) — zeros without ``gene_embeddings``.
+    Dividing the two gives gene embeddings averaged by gene identity.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    d, vocab_size = model.config.d_model, model.config.vocab_size
+    cell_out = np.zeros((len(cells), d), dtype=np.float32)
+    gene_sum = torch.zeros(vocab_size, d, dtype=torch.float64, device=device)
+    gene_count = torch.zeros(vocab_size, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        for batch in tqdm(length_batches(cells.lengths(), batch_size), desc="embedding", disable=not progress):
+            inputs = {k: v.to(device) for k, v in collate(cells, batch, pad_id=model.config.pad_id).items()}
+            hidden = model.encode(**inputs)                                                      # (B, 1 + L, d)
+            cell_out[batch] = hidden[:, 0].float().cpu().numpy()
+            if gene_embeddings:
+                real = inputs["attention_mask"]
+                tokens = inputs["input_ids"][real]
+                gene_sum.index_add_(0, tokens, hidden[:, 1:][real].double())
+                gene_count.index_add_(0, tokens, torch.ones_like(tokens, dtype=torch.float64))
+    return cell_out, gene_sum.cpu().numpy(), gene_count.cpu().numpy()
 
 
 def _store_genes(adata: AnnData, key_added: str, tokenizer: Tokenizer, sums: np.ndarray, counts: np.ndarray) -> None:

@@ -1,45 +1,17 @@
 """gc_lib.embed: obsm/varm shapes, genes averaged by identity, order and batching do not matter, clear errors."""
-import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
-import scipy.sparse as sp
 import torch
+from synthetic import HUMAN, MOUSE
+from synthetic import count_cells as cells
 
 import gc_lib
-from gc_lib.corpus import CorpusConfig, GeneAnnotation, build_corpus
-from gc_lib.model import ModelConfig
-from gc_lib.pretrain import pretrain
 from gc_lib.tokenizer import Tokenizer
-from gc_lib.train import TrainConfig
-
-HUMAN = [f"ENSG{i:011d}" for i in range(1, 41)]
-MOUSE = [f"ENSMUSG{i:011d}" for i in range(1, 31)]
-
-
-def cells(n, genes, species, seed):
-    rng = np.random.default_rng(seed)
-    counts = rng.poisson(rng.gamma(0.8, 2.0, len(genes)), size=(n, len(genes))).astype(np.float32)
-    counts[:, 0] += 1
-    obs = pd.DataFrame({"species": species}, index=[f"{species}{i}" for i in range(n)])
-    var = pd.DataFrame({"gene_symbol": [f"s{i}" for i in range(len(genes))]}, index=genes)
-    return ad.AnnData(sp.csr_matrix(counts), obs=obs, var=var)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("embed")
-    cells(120, HUMAN, "human", 0).write_h5ad(root / "h.h5ad")
-    cells(100, MOUSE, "mouse", 1).write_h5ad(root / "m.h5ad")
-    annotation = GeneAnnotation(pd.Series("protein_coding", index=HUMAN + MOUSE), pd.DataFrame(
-        {"mouse_id": MOUSE[:20], "human_id": HUMAN[:20], "homology_type": "one2one"}))
-    build_corpus([root / "h.h5ad", root / "m.h5ad"], root / "corpus", config=CorpusConfig(n_top=24, chunk_size=60),
-                 annotation=annotation, n_workers=1, progress=False)
-    vocab_size = len(Tokenizer.load(root / "corpus").vocab)
-    model = ModelConfig.preset("tiny", vocab_size, d_model=16, n_heads=2, d_ff=32, max_len=32)
-    pretrain(root / "corpus", root / "run", model, TrainConfig(max_steps=2, batch_size=8, max_genes=24,
-                                                                eval_batches=1, eval_fraction=0.1), progress=False)
-    return root / "run" / "checkpoint"
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 def test_embed_writes_cells_and_genes(checkpoint):

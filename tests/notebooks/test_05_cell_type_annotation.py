@@ -1,0 +1,45 @@
+"""Notebook 05 on the ci profile: every method scored on the same splits over five seeds, honest summary."""
+import numpy as np
+import pytest
+
+from gc_lib import paths
+
+METHODS = {"fine-tuned GeneCompass", "frozen embeddings + logistic regression", "no pretraining",
+           "rank-only (Geneformer-like)", "logistic regression (log-normalised HVGs)",
+           "kNN (PCA of log-normalised HVGs)"}
+
+
+@pytest.fixture(scope="module")
+def metrics(notebooks):
+    return notebooks.executed("05_cell_type_annotation")
+
+
+def test_every_method_on_every_seed(metrics):
+    assert len(metrics["seeds"]) >= 5
+    assert {m["method"] for m in metrics["methods"]} == METHODS
+    runs = metrics["runs"]
+    for method in METHODS:
+        assert sorted(r["seed"] for r in runs if r["method"] == method) == sorted(metrics["seeds"])
+    for row in metrics["methods"]:
+        assert 0 <= row["macro_f1_mean"] <= 1 and 0 <= row["accuracy_mean"] <= 1 and np.isfinite(row["macro_f1_std"])
+
+
+def test_summary_matches_the_runs_and_the_verdict_names_the_winner(metrics):
+    runs = metrics["runs"]
+    for row in metrics["methods"]:
+        f1 = [r["macro_f1"] for r in runs if r["method"] == row["method"]]
+        assert row["macro_f1_mean"] == pytest.approx(np.mean(f1))
+    best = max(metrics["methods"], key=lambda r: r["macro_f1_mean"])["method"]
+    assert metrics["verdict"].startswith(best)
+    hvg = next(r for r in metrics["methods"] if r["method"] == "logistic regression (log-normalised HVGs)")
+    assert hvg["macro_f1_mean"] > 0.4          # pbmc68k cell types are far from chance for a simple baseline
+
+
+def test_per_class_f1_figures_and_cross_species_status(metrics):
+    assert set(metrics["per_class_f1"]) == METHODS
+    assert all(len(v) == len(metrics["classes"]) for v in metrics["per_class_f1"].values())
+    for figure in ("per_class_f1", "confusion", "umap"):
+        assert paths.figure_path("05_cell_type_annotation", figure).exists()
+    assert metrics["cross_species"]["run"] is False and "Census" in metrics["cross_species"]["reason"]
+    models = paths.notebook_data_dir("05_cell_type_annotation") / "models"
+    assert len(list(models.glob("*/finetune.json"))) == 3 * len(metrics["seeds"])

@@ -1,0 +1,186 @@
+"""Fine-tuning: cell and gene classifiers train on a fixture, predictions land where documented, checkpoints
+round-trip, species and float values reach the model, freezing and the no-pretraining control do what they say."""
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from synthetic import HUMAN, MOUSE, count_cells
+
+import gc_lib
+from gc_lib import finetune
+from gc_lib.classifier import Classifier, fresh_encoder_like, load_classifier
+from gc_lib.finetune_data import CellTokens, collate, length_batches
+from gc_lib.model import ModelConfig, build_model, load_model
+from gc_lib.priors import PriorTable
+from gc_lib.tokenizer import Tokenizer
+
+FAST = dict(epochs=12, batch_size=8, learning_rate=3e-3, head_learning_rate=1e-2, patience=12,
+            validation_fraction=0.25)
+
+
+def two_programmes(n: int, genes: list[str], species: str, seed: int) -> ad.AnnData:
+    """Half the cells express genes 1–10 highly ("A"), half genes 11–20 ("B"); both share a weak background."""
+    rates = {label: np.full(len(genes), 0.3) for label in "AB"}
+    rates["A"][1:11], rates["B"][11:21] = 8.0, 8.0
+    parts = [count_cells(n // 2, genes, species, seed + i, rates[label]) for i, label in enumerate("AB")]
+    for part, label in zip(parts, "AB"):
+        part.obs["label"] = label
+    return ad.concat(parts, merge="same")
+
+
+@pytest.fixture(scope="module")
+def cell_run(tiny_checkpoint, tmp_path_factory):
+    train = two_programmes(80, HUMAN, "human", 10)
+    out = tmp_path_factory.mktemp("cells") / "model"
+    return finetune.fit_cell_classifier(train, "label", tiny_checkpoint, out, finetune.FinetuneConfig(**FAST),
+                                        progress=False)
+
+
+def test_cell_classifier_learns_and_writes_predictions_scanpy_style(cell_run):
+    assert cell_run.classes == ["A", "B"] and 1 <= cell_run.best_epoch <= FAST["epochs"]
+    history = cell_run.history
+    assert {"train_loss", "val_loss", "val_accuracy"} <= set(history.columns)
+    assert history["val_loss"].min() < history["val_loss"].iloc[0]          # validation improved while training
+    test = two_programmes(40, HUMAN, "human", 50)
+    finetune.predict_cells(test, cell_run.directory, key_added="pred")
+    assert list(test.obs["pred"].cat.categories) == ["A", "B"]
+    probabilities = test.obsm["pred_probabilities"]
+    assert probabilities.shape == (40, 2) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+    assert (test.obs["pred"].astype(str) == test.obs["label"]).mean() >= 0.9
+    assert test.uns["pred"]["classes"] == ["A", "B"]
+
+
+def test_fine_tuned_checkpoint_round_trips_and_stays_a_checkpoint(cell_run, tiny_checkpoint):
+    classifier, record = load_classifier(cell_run.directory)
+    assert record["task"] == "cell" and record["best_epoch"] == cell_run.best_epoch
+    again, _ = load_classifier(cell_run.directory)
+    cells, _ = CellTokens.from_adata(two_programmes(10, HUMAN, "human", 60), Tokenizer.load(tiny_checkpoint), 31)
+    batch = collate(cells, np.arange(len(cells)))
+    with torch.no_grad():
+        torch.testing.assert_close(classifier.eval()(**batch), again.eval()(**batch))
+    pretrained = load_model(tiny_checkpoint).state_dict()
+    tuned = classifier.encoder.state_dict()
+    assert tuned.keys() == pretrained.keys()
+    assert any(not torch.equal(tuned[k], pretrained[k]) for k in tuned)     # the encoder was fine-tuned
+    embedded = gc_lib.embed(two_programmes(6, HUMAN, "human", 61), cell_run.directory, progress=False, copy=True)
+    assert embedded.obsm["X_genecompass"].shape == (6, 16)                 # the directory is a model checkpoint
+
+
+def test_mouse_cells_get_the_mouse_species_token(cell_run):
+    classifier, _ = load_classifier(cell_run.directory)
+    mixed = ad.concat([two_programmes(6, HUMAN, "human", 70), two_programmes(4, MOUSE, "mouse", 71)],
+                      join="outer", merge="first")
+    mixed.obs_names_make_unique()
+    cells, _ = CellTokens.from_adata(mixed, Tokenizer.load(cell_run.directory), 31)
+    assert cells.species.tolist() == [0] * 6 + [1] * 4
+    seen = []
+    hook = classifier.encoder.genes.ids.register_forward_hook(
+        lambda module, args, out: seen.append(args[0].clone()) if args[0].ndim == 1 else None)
+    with torch.no_grad():
+        classifier.eval()(**collate(cells, np.arange(10)))
+    hook.remove()
+    mouse_id, human_id = classifier.encoder.config.first_species_id + 1, classifier.encoder.config.first_species_id
+    assert seen[0].tolist() == [human_id] * 6 + [mouse_id] * 4
+    finetune.predict_cells(mixed, cell_run.directory, key_added="pred")     # cross-species prediction runs
+    assert set(mixed.uns["pred"]["gene_overlap"]) == {"human", "mouse"}
+
+
+def test_values_stay_floats_through_collation():
+    cells = CellTokens([np.array([5, 7, 9])], [np.array([2.75, 0.37, 0.05], dtype=np.float32)], np.array([1]))
+    batch = collate(cells, [0])
+    assert batch["values"].dtype == torch.float32
+    torch.testing.assert_close(batch["values"][0], torch.tensor([2.75, 0.37, 0.05]))
+    assert batch["species"].tolist() == [1] and batch["attention_mask"].all()
+
+
+def test_length_batches_cover_every_cell_once():
+    lengths = np.random.default_rng(0).integers(1, 50, 103)
+    for shuffle in (False, True):
+        batches = length_batches(lengths, 8, shuffle=shuffle, seed=3)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(103))
+        assert max(len(b) for b in batches) == 8
+
+
+def test_freezing_keeps_the_frozen_weights(tiny_checkpoint, tmp_path):
+    train = two_programmes(40, HUMAN, "human", 20)
+    config = dict(FAST, epochs=2)
+    pretrained = load_model(tiny_checkpoint).state_dict()
+    frozen = finetune.fit_cell_classifier(train, "label", tiny_checkpoint, tmp_path / "k1",
+                                          finetune.FinetuneConfig(**config, freeze_layers=1), progress=False)
+    tuned = load_model(frozen.directory).state_dict()
+    for key in tuned:
+        same = torch.equal(tuned[key], pretrained[key])
+        if key.startswith(("genes.", "positions.", "embed_norm.", "blocks.0.")):
+            assert same, key
+    assert not all(torch.equal(tuned[k], pretrained[k]) for k in tuned if k.startswith("blocks.1."))
+    head_only = finetune.fit_cell_classifier(train, "label", tiny_checkpoint, tmp_path / "head",
+                                             finetune.FinetuneConfig(**config, head_only=True), progress=False)
+    tuned = load_model(head_only.directory).state_dict()
+    assert all(torch.equal(tuned[k], pretrained[k]) for k in tuned)
+
+
+def test_reuse_only_when_checkpoint_settings_and_data_match(tiny_checkpoint, tmp_path):
+    train = two_programmes(30, HUMAN, "human", 21)
+    config = finetune.FinetuneConfig(**dict(FAST, epochs=1))
+    first = finetune.fit_cell_classifier(train, "label", tiny_checkpoint, tmp_path / "m", config, progress=False)
+    stamp = (tmp_path / "m" / "model.safetensors").stat().st_mtime_ns
+    again = finetune.fit_cell_classifier(train, "label", tiny_checkpoint, tmp_path / "m", config, reuse=True)
+    assert again.best_epoch == first.best_epoch and (tmp_path / "m" / "model.safetensors").stat().st_mtime_ns == stamp
+    relabelled = train.copy()
+    relabelled.obs["label"] = relabelled.obs["label"].map({"A": "B", "B": "A"})
+    finetune.fit_cell_classifier(relabelled, "label", tiny_checkpoint, tmp_path / "m", config, reuse=True,
+                                 progress=False)
+    assert (tmp_path / "m" / "model.safetensors").stat().st_mtime_ns != stamp
+
+
+def test_from_scratch_keeps_priors_and_drops_learned_weights():
+    config = ModelConfig.preset("tiny", 12, d_model=16, n_heads=2, d_ff=32, max_len=16, prior_dims={"grn": 3})
+    vectors = np.arange(36, dtype=np.float32).reshape(12, 3)
+    model = build_model(config, {"grn": PriorTable("grn", vectors, np.arange(12) % 2 == 0, {})})
+    fresh = fresh_encoder_like(model, seed=1)
+    assert torch.equal(fresh.genes.prior_grn, model.genes.prior_grn)
+    assert torch.equal(fresh.genes.has_grn, model.genes.has_grn)
+    assert not torch.equal(fresh.genes.ids.weight, model.genes.ids.weight)
+
+
+def test_balanced_class_weights():
+    weights = finetune._class_weights(np.array([0, 0, 0, 1]), 2, "balanced")
+    torch.testing.assert_close(weights, torch.tensor([4 / 6, 2.0]))
+    with pytest.raises(ValueError, match="every class"):
+        finetune._class_weights(np.array([0, 0]), 2, "balanced")
+
+
+def test_gene_classifier_trains_and_predicts_per_token(tiny_checkpoint, tmp_path):
+    tokenizer = Tokenizer.load(tiny_checkpoint)
+    cells, _ = CellTokens.from_adata(two_programmes(60, HUMAN, "human", 30), tokenizer, 31)
+    tokens = tokenizer.vocab.encode(HUMAN[1:21])
+    labels = pd.Series(np.where(np.arange(20) < 10, "first", "second"), index=tokens)[tokens >= 0]
+    assert len(labels) >= 12
+    run = finetune.fit_gene_classifier(cells, labels, tiny_checkpoint, tmp_path / "genes",
+                                       finetune.FinetuneConfig(**dict(FAST, epochs=3)), progress=False)
+    assert run.classes == ["first", "second"] and len(run.history) >= 1
+    table = finetune.predict_genes(cells, run.directory)
+    assert {"n_cells", "probability_first", "probability_second", "prediction"} <= set(table.columns)
+    np.testing.assert_allclose(table[["probability_first", "probability_second"]].sum(1), 1, atol=1e-5)
+    ids = np.concatenate(cells.ids)
+    first = labels.index[0]
+    assert table.loc[first, "n_cells"] == int((ids == first).sum())
+    _, record = load_classifier(run.directory)
+    assert record["task"] == "gene" and record["n_train_genes"] + record["n_validation_genes"] == len(labels)
+    with pytest.raises(ValueError, match="not a cell classifier"):
+        finetune.predict_cells(two_programmes(4, HUMAN, "human", 31), run.directory)
+
+
+def test_bad_input_is_named(tiny_checkpoint, tmp_path):
+    train = two_programmes(20, HUMAN, "human", 40)
+    with pytest.raises(KeyError, match="no column 'missing'"):
+        finetune.fit_cell_classifier(train, "missing", tiny_checkpoint, tmp_path / "x")
+    train.obs.loc[train.obs_names[0], "label"] = None
+    with pytest.raises(ValueError, match="1 cells have no 'label'"):
+        finetune.fit_cell_classifier(train, "label", tiny_checkpoint, tmp_path / "x")
+    with pytest.raises(FileNotFoundError, match="no fine-tuned classifier"):
+        load_classifier(tiny_checkpoint)
+    with pytest.raises(ValueError, match="two distinct classes"):
+        Classifier(load_model(tiny_checkpoint), "cell", ["only"])
+    assert not (tmp_path / "x").exists()
