@@ -303,7 +303,7 @@ def fit_gene_classifier(cells: CellTokens, token_labels: pd.Series, checkpoint: 
     tokens = token_labels.index.to_numpy(dtype=np.int64)
     if len(tokens) and (tokens.min() < 0 or tokens.max() >= vocab_size):
         raise ValueError(f"token ids must lie in [0, {vocab_size}); got {tokens.min()}..{tokens.max()}")
-    cells = CellTokens([x[:max_genes] for x in cells.ids], [x[:max_genes] for x in cells.values], cells.species)
+    cells = cells.head(max_genes)
     keys = (groups.reindex(token_labels.index) if groups is not None else pd.Series(tokens, index=tokens)).to_numpy()
     gene_keys, first = np.unique(keys.astype(str), return_index=True)
     gene_class = np.searchsorted(classes, token_labels.astype(str).to_numpy()[first])
@@ -313,12 +313,13 @@ def fit_gene_classifier(cells: CellTokens, token_labels: pd.Series, checkpoint: 
     target = np.searchsorted(classes, token_labels.astype(str).to_numpy())
     maps["train"][tokens[~in_val]] = target[~in_val]
     maps["val"][tokens[in_val]] = target[in_val]
-    has = {split: np.array([bool((m[ids] != IGNORE).any()) for ids in cells.ids]) for split, m in maps.items()}
-    train_index, val_index = np.flatnonzero(has["train"]), np.flatnonzero(has["val"])
+    all_ids = np.concatenate(cells.ids) if len(cells) else np.zeros(0, dtype=np.int64)
+    cell_of = np.repeat(np.arange(len(cells)), cells.lengths())
+    train_index, val_index = (np.unique(cell_of[maps[split][all_ids] != IGNORE]) for split in ("train", "val"))
     if not len(train_index) or not len(val_index):
         raise ValueError("no cell holds a labelled training (or validation) token: check token_labels against "
                          "the cells' token ids")
-    occurrences = np.concatenate([maps["train"][ids] for ids in cells.ids if len(ids)])
+    occurrences = maps["train"][all_ids]
     weights = _class_weights(occurrences[occurrences != IGNORE], len(classes), config.class_weight)
     history, best = _train(classifier, cells, lambda index, ids, split: torch.from_numpy(maps[split])[ids],
                            train_index, val_index, weights, config, progress)
@@ -337,8 +338,7 @@ def predict_genes(cells: CellTokens, directory: str | os.PathLike, *, batch_size
     classifier, record = load_classifier(directory)
     if classifier.task != "gene":
         raise ValueError(f"{directory} holds a {classifier.task} classifier, not a gene classifier")
-    cut = CellTokens([x[:record["max_genes"]] for x in cells.ids], [x[:record["max_genes"]] for x in cells.values],
-                     cells.species)
+    cut = cells.head(record["max_genes"])
     vocab_size, n_classes = classifier.encoder.config.vocab_size, len(classifier.classes)
     sums = torch.zeros(vocab_size, n_classes, dtype=torch.float64)
     counts = torch.zeros(vocab_size, dtype=torch.float64)

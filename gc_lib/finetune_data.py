@@ -38,6 +38,10 @@ class CellTokens:
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
 
+    def head(self, max_genes: int) -> "CellTokens":
+        """The same cells cut to their ``max_genes`` highest-ranked genes."""
+        return CellTokens([x[:max_genes] for x in self.ids], [x[:max_genes] for x in self.values], self.species)
+
     def subset(self, index) -> "CellTokens":
         index = np.asarray(index)
         if index.dtype == bool:
