@@ -24,7 +24,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/python -m gc_lib.run_notebooks --profile $(PROFILE)
+	$(BIN)/python -m gc_lib.core.run_notebooks --profile $(PROFILE)
 
 test: setup
 	$(BIN)/ruff check gc_lib tests benchmarks

@@ -48,10 +48,10 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gc_lib.corpus import CorpusConfig, GeneAnnotation, build_corpus, tokenize_files
-from gc_lib.count_store import read_rows
-from gc_lib.tokenizer import Tokenizer
-from gc_lib.vocab import SPECIAL_TOKENS, build_vocabulary
+from gc_lib.corpus._count_store import read_rows
+from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, tokenize_files
+from gc_lib.corpus.tokenizer import Tokenizer
+from gc_lib.corpus.vocab import SPECIAL_TOKENS, build_vocabulary
 
 try:  # anndata >= 0.11
     from anndata.io import write_elem

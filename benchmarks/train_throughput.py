@@ -1,7 +1,8 @@
 """Training-throughput benchmark: one full training step of our GeneCompass against HuggingFace ``BertForMaskedLM``.
 
 What: tokens/s and cells/s of one training step (forward, backward, ``AdamW.step``, ``zero_grad``) of
-``gc_lib.model.GeneCompass`` next to ``transformers.BertForMaskedLM`` of the same encoder size (vocabulary, hidden
+``gc_lib.model.architecture.GeneCompass`` next to ``transformers.BertForMaskedLM`` of the same encoder size
+(vocabulary, hidden
 size, layers, heads, feed-forward size; eager attention, as the published GeneCompass / Geneformer stack use), on
 the same inputs: the same token ids, the same 15 % masked positions (HF gets labels -100 elsewhere, as GeneCompass
 does) and the same sequence length (HF gets the cell token too, so both see 1 + L positions). Ours also runs
@@ -55,21 +56,21 @@ from typing import Callable
 import numpy as np
 import torch
 
-from gc_lib.model import PRESETS, GeneCompass, ModelConfig, build_model
-from gc_lib.priors import PRIOR_NAMES, PriorTable
+from gc_lib.model.architecture import PRESETS, GeneCompass, ModelConfig, build_model
+from gc_lib.priors.store import PRIOR_NAMES, PriorTable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CORPUS = ROOT / "data" / "01_corpus" / "corpus"
 VOCAB, PRIOR_DIM, PRIOR_COVERAGE, MASK_RATE, SEED = 25_000, 128, 0.8, 0.15, 0
-PAD_ID, MASK_ID, FIRST_SPECIES_ID, FIRST_GENE_ID = 0, 1, 2, 4   # gc_lib.vocab: <pad>, <mask>, <human>, <mouse>
+PAD_ID, MASK_ID, FIRST_SPECIES_ID, FIRST_GENE_ID = 0, 1, 2, 4   # gc_lib.corpus.vocab: <pad>, <mask>, <human>, <mouse>
 LOGNORMAL = (4.5, 0.9)   # fallback cell lengths without the corpus: lognormal(mean, sigma) of ln(length), median ~90
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
-    preset: str       # model size (gc_lib.model.PRESETS)
+    preset: str       # model size (gc_lib.model.architecture.PRESETS)
     length: int       # gene tokens of a full cell (sequence = 1 + length with the cell token)
     batch: int        # cells per step
     realistic: bool = False   # lengths from the corpus, bucketed; else every cell full length

@@ -1,46 +1,90 @@
 """gc_lib: GeneCompass re-implemented — a cross-species (human + mouse) single-cell foundation model whose
 input encodes gene identity, expression value and four kinds of prior knowledge.
 
-A thin, flat library; the science lives in the numbered notebooks. Modules, one concern each:
+The library is organised by stage; a stage imports only the stages before it (``tests/unit/test_layout.py``
+enforces this):
 
-- :mod:`gc_lib.paths`      where everything is read and written
-- :mod:`gc_lib.sources`    the offline bundle's registry (package, version, file, sha256, licence)
-- :mod:`gc_lib.fetch`      downloading and verifying package archives
-- :mod:`gc_lib.contract`   the AnnData contract, checked at the door
-- :mod:`gc_lib.conform`    bringing any AnnData into the contract
-- :mod:`gc_lib.datasets`   the bundle's single-cell datasets
-- :mod:`gc_lib.atlas`      real atlases: ``.h5ad`` files/URLs and CELLxGENE Census, streamed
-- :mod:`gc_lib.genes`      gene tables, symbol → Ensembl, human↔mouse orthologs
-- :mod:`gc_lib.qc`         per-cell quality metrics
-- :mod:`gc_lib.vocab`      the token vocabulary (special tokens, human and mouse genes, orthologs)
-- :mod:`gc_lib.medians`    streaming non-zero medians per gene (histograms with a stated error bound)
-- :mod:`gc_lib.kernels`    compiled (numba) kernels: QC metrics, median histograms, ranking
-- :mod:`gc_lib.tokenizer`  counts → top-N tokens and values; the shard format; inference on any AnnData
-- :mod:`gc_lib.count_store`  row-chunk reads of ``.h5ad``/``.zarr`` count matrices
-- :mod:`gc_lib.corpus_qc`  the corpus's per-dataset cell QC rules
-- :mod:`gc_lib.corpus_tasks`  the corpus builder's units of work (one per pass, run in worker processes)
-- :mod:`gc_lib.corpus`     the streaming, parallel, resumable corpus builder
-- :mod:`gc_lib.profiles`   the ci / local / full run profiles
-- :mod:`gc_lib.run_notebooks`  executes the notebooks with papermill
-- :mod:`gc_lib.orgdb`      human annotation from org.Hs.eg.db (UniProt, Pfam, gene models, GO), by Ensembl ID
-- :mod:`gc_lib.gene2vec`   word2vec over gene pairs or random walks: the embedding of three priors
-- :mod:`gc_lib.priors`     prior tables aligned to the vocabulary (mouse via orthologs), stored with manifests
-- :mod:`gc_lib.grn_prior`, :mod:`gc_lib.family_prior`, :mod:`gc_lib.promoter_prior` (+ :mod:`gc_lib.promoter_sequence`),
-  :mod:`gc_lib.coexpr_prior`   the four prior builders
-- :mod:`gc_lib.prior_signal`  does a prior carry signal: related vs random pairs, neighbours
-- :mod:`gc_lib.model`      the GeneCompass model: config presets, encoder, masked-gene heads, save/load
-- :mod:`gc_lib.masking`, :mod:`gc_lib.pretrain_data`  BERT masking; streaming, bucketed, resumable batches
-- :mod:`gc_lib.train`      one optimizer step (DDP/FSDP, bf16, accumulation) and the schedule
-- :mod:`gc_lib.checkpoint`  checkpoint directories without pickles
-- :mod:`gc_lib.pretrain`   the pretraining run (loop, logging, evaluation, checkpoints, resume; CLI for torchrun)
-- :mod:`gc_lib.embedding`  ``gc_lib.embed(adata, checkpoint)``: cell and gene embeddings, scanpy-style
+====================  ======================================================================================
+:mod:`gc_lib.core`    paths, atomic writes, the profile table, the notebook runner
+:mod:`gc_lib.inputs`  sources and fetching, the bundle's datasets, atlas readers, the AnnData contract and the
+                      conversion into it (symbols → Ensembl IDs), gene tables, orthologs, org.Hs.eg.db
+:mod:`gc_lib.corpus`  QC, vocabulary, medians, the tokenizer and the streaming corpus builder
+:mod:`gc_lib.priors`  the four prior-knowledge embeddings (GRN, promoter, family, co-expression)
+:mod:`gc_lib.model`   the architecture, masking, the data loader, the trainer, checkpoints, pretraining
+:mod:`gc_lib.tasks`   embeddings, fine-tuning, baselines and the downstream tasks
+====================  ======================================================================================
+
+The names below are the user API, scanpy-style (``adata`` first, keyword-only options, ``key_added``). They are
+the library's own functions and classes, imported when first used so that ``import gc_lib`` stays light (no
+torch, no numba) for the corpus builder's worker processes.
 """
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
+#: public name → the module that defines it
+_API = {
+    "get_profile": "gc_lib.core.profiles",
+    "to_contract": "gc_lib.inputs.conversion",
+    "check_counts_adata": "gc_lib.inputs.contract",
+    "read_h5ad": "gc_lib.inputs.atlas",
+    "iter_h5ad_chunks": "gc_lib.inputs.atlas",
+    "open_census": "gc_lib.inputs.atlas",
+    "census_query": "gc_lib.inputs.atlas",
+    "sample_census": "gc_lib.inputs.atlas",
+    "load_dataset": "gc_lib.inputs.datasets",
+    "map_symbols_to_ensembl": "gc_lib.inputs.genes",
+    "cell_qc_metrics": "gc_lib.corpus.qc",
+    "Vocabulary": "gc_lib.corpus.vocab",
+    "Tokenizer": "gc_lib.corpus.tokenizer",
+    "CorpusConfig": "gc_lib.corpus.builder",
+    "build_corpus": "gc_lib.corpus.builder",
+    "tokenize_files": "gc_lib.corpus.builder",
+    "read_corpus": "gc_lib.corpus.builder",
+    "load_priors": "gc_lib.priors.store",
+    "ModelConfig": "gc_lib.model.architecture",
+    "build_model": "gc_lib.model.architecture",
+    "load_model": "gc_lib.model.architecture",
+    "TrainConfig": "gc_lib.model.trainer",
+    "pretrain": "gc_lib.model.pretrain",
+    "embed": "gc_lib.tasks.embedding",
+    "FinetuneConfig": "gc_lib.tasks.finetune",
+    "fit_cell_classifier": "gc_lib.tasks.finetune",
+    "predict_cells": "gc_lib.tasks.finetune",
+    "fit_gene_classifier": "gc_lib.tasks.finetune",
+    "predict_genes": "gc_lib.tasks.finetune",
+}
+__all__ = sorted(_API)
 
-def embed(adata, checkpoint, **kwargs):
-    """Cell and gene embeddings of ``adata`` from a pretrained checkpoint; see :func:`gc_lib.embedding.embed`."""
-    from .embedding import embed as _embed  # imported on use: keeps ``import gc_lib`` free of torch
+if TYPE_CHECKING:  # what static tools and IDEs see; at run time the names load on first use
+    from .core.profiles import get_profile
+    from .corpus.builder import CorpusConfig, build_corpus, read_corpus, tokenize_files
+    from .corpus.qc import cell_qc_metrics
+    from .corpus.tokenizer import Tokenizer
+    from .corpus.vocab import Vocabulary
+    from .inputs.atlas import census_query, iter_h5ad_chunks, open_census, read_h5ad, sample_census
+    from .inputs.contract import check_counts_adata
+    from .inputs.conversion import to_contract
+    from .inputs.datasets import load_dataset
+    from .inputs.genes import map_symbols_to_ensembl
+    from .model.architecture import ModelConfig, build_model, load_model
+    from .model.pretrain import pretrain
+    from .model.trainer import TrainConfig
+    from .priors.store import load_priors
+    from .tasks.embedding import embed
+    from .tasks.finetune import FinetuneConfig, fit_cell_classifier, fit_gene_classifier, predict_cells, predict_genes
 
-    return _embed(adata, checkpoint, **kwargs)
 
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value  # later look-ups skip this hook
+        return value
+    raise AttributeError(f"module 'gc_lib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

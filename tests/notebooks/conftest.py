@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from gc_lib import paths
-from gc_lib.run_notebooks import execute_notebook, list_notebooks
+from gc_lib.core import paths
+from gc_lib.core.run_notebooks import execute_notebook, list_notebooks
 
 
 class NotebookSession:

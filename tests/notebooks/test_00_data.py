@@ -2,8 +2,9 @@
 import anndata as ad
 import pytest
 
-from gc_lib import datasets, paths, sources
-from gc_lib.contract import check_counts_adata
+from gc_lib.core import paths
+from gc_lib.inputs import datasets, sources
+from gc_lib.inputs.contract import check_counts_adata
 
 
 @pytest.fixture(scope="module")

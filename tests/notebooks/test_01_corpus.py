@@ -4,9 +4,9 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from gc_lib import paths
-from gc_lib.corpus import shard_paths
-from gc_lib.tokenizer import SHARD_SCHEMA, Tokenizer
+from gc_lib.core import paths
+from gc_lib.corpus.builder import shard_paths
+from gc_lib.corpus.tokenizer import SHARD_SCHEMA, Tokenizer
 
 
 @pytest.fixture(scope="module")

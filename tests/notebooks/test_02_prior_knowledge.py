@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gc_lib import paths
-from gc_lib.priors import PRIOR_NAMES, load_priors
-from gc_lib.vocab import SPECIAL_TOKENS, Vocabulary
+from gc_lib.core import paths
+from gc_lib.corpus.vocab import SPECIAL_TOKENS, Vocabulary
+from gc_lib.priors.store import PRIOR_NAMES, load_priors
 
 
 @pytest.fixture(scope="module")

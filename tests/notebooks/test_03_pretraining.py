@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 import gc_lib
-from gc_lib import paths
-from gc_lib.model import load_model
-from gc_lib.tokenizer import Tokenizer
+from gc_lib.core import paths
+from gc_lib.corpus.tokenizer import Tokenizer
+from gc_lib.model.architecture import load_model
 
 
 @pytest.fixture(scope="module")

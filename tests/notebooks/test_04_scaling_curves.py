@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gc_lib import paths
+from gc_lib.core import paths
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gc_lib import paths
+from gc_lib.core import paths
 
 METHODS = {"fine-tuned GeneCompass", "frozen embeddings + logistic regression", "no pretraining",
            "rank-only (Geneformer-like)", "logistic regression (log-normalised HVGs)",

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gc_lib import paths
+from gc_lib.core import paths
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ from synthetic import HUMAN, MOUSE, count_cells
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A 2-step pretraining run on a human + mouse corpus (40 + 30 genes, the first 20 one-to-one orthologs)."""
-    from gc_lib.corpus import CorpusConfig, GeneAnnotation, build_corpus
-    from gc_lib.model import ModelConfig
-    from gc_lib.pretrain import pretrain
-    from gc_lib.tokenizer import Tokenizer
-    from gc_lib.train import TrainConfig
+    from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus
+    from gc_lib.corpus.tokenizer import Tokenizer
+    from gc_lib.model.architecture import ModelConfig
+    from gc_lib.model.pretrain import pretrain
+    from gc_lib.model.trainer import TrainConfig
 
     root = tmp_path_factory.mktemp("tiny_checkpoint")
     count_cells(120, HUMAN, "human", 0).write_h5ad(root / "h.h5ad")

@@ -9,8 +9,8 @@ import sys
 
 import torch
 
-from gc_lib.model import ModelConfig, build_model
-from gc_lib.train import TrainConfig, Trainer, init_distributed
+from gc_lib.model.architecture import ModelConfig, build_model
+from gc_lib.model.trainer import TrainConfig, Trainer, init_distributed
 
 V, L, STEPS = 50, 10, 4
 

@@ -1,4 +1,4 @@
-"""gc_lib.atlas: .h5ad files (local, by URL, chunked) and a CELLxGENE Census stand-in, into the contract.
+"""gc_lib.inputs.atlas: .h5ad files (local, by URL, chunked) and a CELLxGENE Census stand-in, into the contract.
 
 Every fixture is a small AnnData written under tmp_path; downloads go through a throw-away http.server on
 127.0.0.1; the Census is a tiny SOMA collection on disk with the Census layout. No network is used.
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from gc_lib.atlas import census_query, iter_h5ad_chunks, open_census, read_h5ad, sample_census
-from gc_lib.contract import check_counts_adata
-from gc_lib.fetch import FetchError, sha256_file
+from gc_lib.inputs.atlas import census_query, iter_h5ad_chunks, open_census, read_h5ad, sample_census
+from gc_lib.inputs.contract import check_counts_adata
+from gc_lib.inputs.fetch import FetchError, sha256_file
 
 N_CELLS = 23
 # gene 0..7: ordinary; gene 8 has no ID; gene 9 repeats gene 3's ID (a second version) and is summed into it

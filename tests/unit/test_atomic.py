@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from gc_lib.atomic import atomic_path, write_json, write_parquet
+from gc_lib.core.atomic import atomic_path, write_json, write_parquet
 
 
 def test_failed_write_leaves_no_file(tmp_path):

@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from gc_lib.coexpr_prior import (
+from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus
+from gc_lib.corpus.tokenizer import Tokenizer
+from gc_lib.priors.coexpression import (
     REPORTED_THRESHOLDS,
     CoexpressionConfig,
     build_coexpression_prior,
@@ -13,9 +15,7 @@ from gc_lib.coexpr_prior import (
     correlated_pairs,
     to_human_pairs,
 )
-from gc_lib.corpus import CorpusConfig, GeneAnnotation, build_corpus
-from gc_lib.gene2vec import Gene2VecConfig
-from gc_lib.tokenizer import Tokenizer
+from gc_lib.priors.gene2vec import Gene2VecConfig
 
 HUMAN = [f"ENSG{i:011d}" for i in range(1, 31)]
 MOUSE = [f"ENSMUSG{i:011d}" for i in range(1, 21)]

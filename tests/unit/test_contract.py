@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from gc_lib.contract import check_counts_adata, is_ensembl_gene_id
+from gc_lib.inputs.contract import check_counts_adata, is_ensembl_gene_id
 
 HUMAN = [f"ENSG{i:011d}" for i in range(1, 6)]
 MOUSE = [f"ENSMUSG{i:011d}" for i in range(1, 6)]

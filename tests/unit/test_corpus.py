@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 
-from gc_lib.corpus import CorpusConfig, GeneAnnotation, build_corpus, read_corpus, shard_paths, tokenize_files
-from gc_lib.tokenizer import Tokenizer
+from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, read_corpus, shard_paths, tokenize_files
+from gc_lib.corpus.tokenizer import Tokenizer
 
 HUMAN = [f"ENSG{i:011d}" for i in range(1, 41)]
 MOUSE = [f"ENSMUSG{i:011d}" for i in range(1, 31)]

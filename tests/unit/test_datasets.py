@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from gc_lib import datasets
-from gc_lib.contract import check_counts_adata
+from gc_lib.inputs import datasets
+from gc_lib.inputs.contract import check_counts_adata
 
 
 def test_rebuild_recovers_integer_counts_exactly():

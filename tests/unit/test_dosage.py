@@ -1,12 +1,13 @@
-"""Dosage-sensitivity labels of transcription factors (gc_lib.dosage): the ClinGen reader, the label rules,
+"""Dosage-sensitivity labels of transcription factors (gc_lib.tasks.dosage): the ClinGen reader, the label rules,
 ortholog tokens, per-token corpus statistics computed by hand, the expression filter, stratified gene folds,
 and the counts of the real bundle."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from gc_lib import dosage, orgdb
-from gc_lib.vocab import build_vocabulary
+from gc_lib.corpus.vocab import build_vocabulary
+from gc_lib.inputs import orgdb
+from gc_lib.tasks import dosage
 
 # real symbols (resolved by the bundle's HGNC table) with their Ensembl IDs
 GATA4, NDN, PROP1, A4GALT = "ENSG00000136574", "ENSG00000182636", "ENSG00000175325", "ENSG00000128274"
@@ -176,7 +177,7 @@ def test_real_bundle_counts():
 
 
 def test_per_gene_weights_human_and_mouse_tokens_by_cells():
-    from gc_lib.dosage import per_gene
+    from gc_lib.tasks.dosage import per_gene
 
     genes = pd.DataFrame({"human_token": [1, 2, -1], "mouse_token": [3, -1, -1]})
     rows = np.arange(10, dtype=float).reshape(5, 2)           # token t → [2t, 2t + 1]

@@ -6,7 +6,7 @@ from synthetic import HUMAN, MOUSE
 from synthetic import count_cells as cells
 
 import gc_lib
-from gc_lib.tokenizer import Tokenizer
+from gc_lib.corpus.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_batching_and_cell_order_do_not_change_embeddings(checkpoint):
 
 
 def test_gene_embedding_is_the_mean_over_cells_where_the_gene_is_a_token(checkpoint):
-    from gc_lib.model import load_model
+    from gc_lib.model.architecture import load_model
 
     adata = cells(6, HUMAN, "human", 7)
     out = gc_lib.embed(adata, checkpoint, progress=False, copy=True)

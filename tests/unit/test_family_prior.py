@@ -1,4 +1,4 @@
-"""The gene-family prior (gc_lib.family_prior): the HGNC reader, Pfam and JASPAR groupings, the offline
+"""The gene-family prior (gc_lib.priors.family): the HGNC reader, Pfam and JASPAR groupings, the offline
 substitute and its labelling, and the gene2vec build (family signal, ortholog transfer, determinism)."""
 import sqlite3
 
@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gc_lib.family_prior import (
+from gc_lib.corpus.vocab import build_vocabulary
+from gc_lib.priors.family import (
     build_family_prior,
     bundle_family_groups,
     jaspar_tf_families,
     pfam_families,
     read_hgnc_groups,
 )
-from gc_lib.gene2vec import Gene2VecConfig
-from gc_lib.vocab import build_vocabulary
+from gc_lib.priors.gene2vec import Gene2VecConfig
 
 
 def hid(i):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gc_lib.fetch import Archive, FetchError, download_archive, extract_member, sha256_file, sha256_tree
+from gc_lib.inputs.fetch import Archive, FetchError, download_archive, extract_member, sha256_file, sha256_tree
 
 PAYLOAD = b"gene\tvalue\nENSG00000000003\t1\n"
 

@@ -8,12 +8,12 @@ import torch
 from synthetic import HUMAN, MOUSE, count_cells
 
 import gc_lib
-from gc_lib import finetune
-from gc_lib.classifier import Classifier, fresh_encoder_like, load_classifier
-from gc_lib.finetune_data import CellTokens, collate, length_batches
-from gc_lib.model import ModelConfig, build_model, load_model
-from gc_lib.priors import PriorTable
-from gc_lib.tokenizer import Tokenizer
+from gc_lib.corpus.tokenizer import Tokenizer
+from gc_lib.model.architecture import ModelConfig, build_model, load_model
+from gc_lib.priors.store import PriorTable
+from gc_lib.tasks import finetune
+from gc_lib.tasks._classifier import Classifier, fresh_encoder_like, load_classifier
+from gc_lib.tasks.cell_tokens import CellTokens, collate, length_batches
 
 FAST = dict(epochs=12, batch_size=8, learning_rate=3e-3, head_learning_rate=1e-2, patience=12,
             validation_fraction=0.25)

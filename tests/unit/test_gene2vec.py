@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gc_lib.gene2vec import Gene2VecConfig, canonical_pairs, embed_pairs, pairs_within_groups, random_walks
-from gc_lib.prior_signal import cosine, group_signal, nearest_neighbours, pair_signal
+from gc_lib.priors.gene2vec import Gene2VecConfig, canonical_pairs, embed_pairs, pairs_within_groups, random_walks
+from gc_lib.priors.signal import cosine, group_signal, nearest_neighbours, pair_signal
 
 
 def two_cliques(n=12):

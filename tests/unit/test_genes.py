@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from gc_lib import genes
+from gc_lib.inputs import genes
 
 TABLE = pd.DataFrame([
     # symbol, tier, ensembl_id, ambiguous

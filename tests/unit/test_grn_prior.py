@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gc_lib import grn_prior
-from gc_lib.gene2vec import Gene2VecConfig
-from gc_lib.genes import map_symbols_to_ensembl
-from gc_lib.vocab import build_vocabulary
+from gc_lib.corpus.vocab import build_vocabulary
+from gc_lib.inputs.genes import map_symbols_to_ensembl
+from gc_lib.priors import grn as grn_prior
+from gc_lib.priors.gene2vec import Gene2VecConfig
 
 SYMBOLS = ["FOS", "JUN", "GATA4", "NR5A1", "SOX9", "AMH", "STAR", "CYP11A1", "NPPA", "MYC", "TP53", "CDKN1A"]
 

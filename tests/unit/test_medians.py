@@ -1,4 +1,4 @@
-"""Streaming non-zero medians (gc_lib.medians with the gc_lib.kernels.add_to_histogram kernel).
+"""Streaming non-zero medians (gc_lib.corpus.medians with the gc_lib.corpus._kernels.add_to_histogram kernel).
 
 Checked against numpy.median of each gene's non-zero values: exact for counts 1-255 on COUNTS_GRID, within
 median_error_bound for large counts and for library-size scaled values on SCALED_GRID; unexpressed genes,
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gc_lib.kernels import add_to_histogram
-from gc_lib.medians import (
+from gc_lib.corpus._kernels import add_to_histogram
+from gc_lib.corpus.medians import (
     COUNTS_GRID,
     SCALED_GRID,
     empty_histogram,

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from gc_lib.model import ModelConfig, build_model, load_model, save_model
-from gc_lib.priors import PriorTable
+from gc_lib.model.architecture import ModelConfig, build_model, load_model, save_model
+from gc_lib.priors.store import PriorTable
 
 V, B, L = 60, 4, 12
 

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from gc_lib.masking import IGNORE_INDEX, CellBatch, MaskingCollator, masking_generator, pad_cells
-from gc_lib.pretrain_data import PretrainDataset, PretrainLoader, held_out_loader, is_held_out, padding_fraction
-from gc_lib.tokenizer import SHARD_SCHEMA
+from gc_lib.corpus.tokenizer import SHARD_SCHEMA
+from gc_lib.model.data_loader import PretrainDataset, PretrainLoader, held_out_loader, is_held_out, padding_fraction
+from gc_lib.model.masking import IGNORE_INDEX, CellBatch, MaskingCollator, masking_generator, pad_cells
 
 VOCAB = 60
 SPECIALS = 4

@@ -5,8 +5,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gc_lib.priors import align_to_vocab, build_or_load, coverage, load_prior, load_priors, save_prior, standardise
-from gc_lib.vocab import SPECIAL_TOKENS, build_vocabulary
+from gc_lib.corpus.vocab import SPECIAL_TOKENS, build_vocabulary
+from gc_lib.priors.store import (
+    align_to_vocab,
+    build_or_load,
+    coverage,
+    load_prior,
+    load_priors,
+    save_prior,
+    standardise,
+)
 
 H = [f"ENSG{i:011d}" for i in range(1, 6)]
 M = [f"ENSMUSG{i:011d}" for i in range(1, 5)]

@@ -6,14 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gc_lib.promoter_prior import (
+from gc_lib.corpus.vocab import build_vocabulary
+from gc_lib.priors.promoter import (
     SUBSTITUTE_FOR,
     annotation_features,
     build_promoter_prior,
     bundle_sources,
     embed_annotation,
 )
-from gc_lib.promoter_sequence import (
+from gc_lib.priors.promoter_sequence import (
     embed_kmer_svd,
     embed_with_language_model,
     kmer_spectra,
@@ -22,7 +23,6 @@ from gc_lib.promoter_sequence import (
     read_promoter_fasta,
     tss_from_locations,
 )
-from gc_lib.vocab import build_vocabulary
 
 PAIR = {"A": "T", "C": "G", "G": "C", "T": "A", "N": "N"}
 
@@ -320,11 +320,11 @@ def test_build_promoter_prior_lm(vocab, tiny_lm):
 # --- the real bundle ------------------------------------------------------------------------------------
 
 def test_real_bundle_annotation():
-    from gc_lib import orgdb
-    from gc_lib.sources import SOURCES
+    from gc_lib.inputs import orgdb
+    from gc_lib.inputs.sources import SOURCES
 
     if not SOURCES["org_hs_eg_db"].local_path.exists():
-        pytest.skip("org.Hs.eg.db is not in data/raw (fetch it with gc_lib.sources.fetch('org_hs_eg_db'))")
+        pytest.skip("org.Hs.eg.db is not in data/raw (fetch it with gc_lib.inputs.sources.fetch('org_hs_eg_db'))")
     locations = orgdb.gene_locations()
     f = annotation_features(locations)
     assert len(f) > 20_000 and f.notna().all().all()

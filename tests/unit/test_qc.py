@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from gc_lib.qc import cell_qc_metrics
+from gc_lib.corpus.qc import cell_qc_metrics
 
 
 def make(symbols, species):

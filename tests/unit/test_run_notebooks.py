@@ -4,7 +4,7 @@ import json
 import nbformat
 import pytest
 
-from gc_lib.run_notebooks import NotebookFailed, execute_notebook, list_notebooks
+from gc_lib.core.run_notebooks import NotebookFailed, execute_notebook, list_notebooks
 
 
 def write_notebook(folder, name, cells):

@@ -1,4 +1,4 @@
-"""The tokenizer (gc_lib.tokenizer): each cell's top-N genes against an independent numpy reference (property
+"""The tokenizer (gc_lib.corpus.tokenizer): each cell's top-N genes against an independent numpy reference (property
 tests), column-order invariance, genes outside the vocabulary or of the other species, the Parquet shard round
 trip, input and construction errors, and Tokenizer.save/load."""
 import json
@@ -12,8 +12,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gc_lib.tokenizer import SHARD_SCHEMA, Tokenizer, write_shard
-from gc_lib.vocab import build_vocabulary
+from gc_lib.corpus.tokenizer import SHARD_SCHEMA, Tokenizer, write_shard
+from gc_lib.corpus.vocab import build_vocabulary
 
 N_SPECIAL = 4
 PROPERTY = settings(max_examples=50, deadline=None)

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from gc_lib.corpus import CorpusConfig, GeneAnnotation, build_corpus
-from gc_lib.model import ModelConfig, load_model
-from gc_lib.pretrain import pretrain
-from gc_lib.tokenizer import Tokenizer
-from gc_lib.train import TrainConfig, learning_rate
+from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus
+from gc_lib.corpus.tokenizer import Tokenizer
+from gc_lib.model.architecture import ModelConfig, load_model
+from gc_lib.model.pretrain import pretrain
+from gc_lib.model.trainer import TrainConfig, learning_rate
 
 HERE = Path(__file__).parent
 GENES = [f"ENSG{i:011d}" for i in range(1, 61)]
@@ -111,7 +111,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
 
 
 def test_pretrain_cli_under_torchrun_trains_on_two_ranks(corpus, tmp_path):
-    torchrun(["-m", "gc_lib.pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "ddp"), "--max-steps", "3",
+    torchrun(["-m", "gc_lib.model.pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "ddp"),
+              "--max-steps", "3",
               "--batch-size", "8", "--max-genes", "32", "--eval-every", "3", "--eval-batches", "1",
               "--save-every", "3", "--eval-fraction", "0.1",
               "--model-overrides", '{"d_model": 32, "n_heads": 2, "d_ff": 64, "max_len": 64}'], nproc=2)
@@ -121,7 +122,7 @@ def test_pretrain_cli_under_torchrun_trains_on_two_ranks(corpus, tmp_path):
 
 
 def test_train_fractions_are_nested_subsets(corpus):
-    from gc_lib.pretrain_data import ShardIndex
+    from gc_lib.model.data_loader import ShardIndex
 
     def cells(fraction):
         index = ShardIndex.build(corpus, split="train", eval_fraction=0.1, max_genes=32, train_fraction=fraction)
@@ -147,7 +148,8 @@ def test_resuming_a_run_with_other_settings_is_refused(corpus, tmp_path):
 
 
 def test_fsdp_strategy_trains_saves_and_resumes_on_two_ranks(corpus, tmp_path):
-    args = ["-m", "gc_lib.pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "fsdp"), "--strategy", "fsdp",
+    args = ["-m", "gc_lib.model.pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "fsdp"),
+            "--strategy", "fsdp",
             "--batch-size", "8", "--max-genes", "32", "--eval-every", "2", "--eval-batches", "1", "--save-every", "2",
             "--log-every", "1",
             "--eval-fraction", "0.1", "--model-overrides", '{"d_model": 32, "n_heads": 2, "d_ff": 64, "max_len": 64}']

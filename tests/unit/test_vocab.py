@@ -1,4 +1,4 @@
-"""The token vocabulary (gc_lib.vocab): token order, version stripping, duplicates, orthologs, encode/decode,
+"""The token vocabulary (gc_lib.corpus.vocab): token order, version stripping, duplicates, orthologs, encode/decode,
 the vocab.json round trip, tamper detection, species validation and the hash."""
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gc_lib.vocab import SPECIAL_TOKENS, Vocabulary, build_vocabulary, strip_version
+from gc_lib.corpus.vocab import SPECIAL_TOKENS, Vocabulary, build_vocabulary, strip_version
 
 H1, H2, H3 = "ENSG00000000001", "ENSG00000000002", "ENSG00000000003"
 M1, M2, M3 = "ENSMUSG00000000001", "ENSMUSG00000000002", "ENSMUSG00000000003"

@@ -1,0 +1,129 @@
+"""Row-chunk access to the counts of a contract ``.h5ad`` file or ``.zarr`` store, without loading it.
+
+The corpus builder reads each input several times in chunks of cells, from several processes. Opening
+through ``anndata``'s backed mode would load obs/var eagerly and go through its generic slicing; here only
+the CSR arrays of the count matrix are sliced (``indptr`` for the chunk, then its ``data``/``indices``),
+so a chunk costs one contiguous read per array and memory holds one chunk at a time. Dense stored
+matrices are read by row blocks and made sparse; CSC matrices cannot be read by rows efficiently and are
+refused with the fix.
+
+The counts are taken from ``layers["counts"]`` when present, else ``X`` (the AnnData contract, DESIGN.md §4).
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..inputs.contract import ENSEMBL_PREFIX, SPECIES, check_gene_ids, strip_version
+
+try:  # anndata >= 0.11
+    from anndata.io import read_elem
+except ImportError:  # pragma: no cover - anndata 0.10
+    from anndata.experimental import read_elem
+
+
+@contextmanager
+def open_store(path: str | os.PathLike) -> Iterator:
+    """Open a ``.h5ad`` (h5py) or ``.zarr`` (zarr) AnnData store read-only."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        import zarr
+        yield zarr.open_group(str(path), mode="r")
+        return
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is an empty file")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path} is not a readable .h5ad (HDF5) file: {err}") from err
+    with handle:
+        yield handle
+
+
+def _counts_node(store, path: Path):
+    if "layers" in store and "counts" in store["layers"]:
+        return store["layers"]["counts"], "layers['counts']"
+    if "X" in store:
+        return store["X"], "X"
+    raise ValueError(f"{path} has neither X nor layers['counts']: not an AnnData file with counts")
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What the builder needs to know about one input before reading its counts."""
+    path: Path
+    dataset: str            # obs["dataset"] if it holds one value, else the file name
+    species: str            # obs["species"]; one species per input
+    gene_ids: np.ndarray    # var_names (Ensembl IDs)
+    symbols: np.ndarray     # var["gene_symbol"] (empty strings where absent)
+    n_cells: int
+    counts_location: str    # "X" or "layers['counts']"
+
+
+def _obs_column(store, name: str) -> np.ndarray | None:
+    if "obs" not in store or name not in store["obs"]:
+        return None
+    return np.asarray(pd.Series(read_elem(store["obs"][name])).astype(str))
+
+
+def describe_store(path: str | os.PathLike) -> StoreInfo:
+    """Read and check the metadata of one input; a ``ValueError`` names anything against the contract."""
+    path = Path(path)
+    with open_store(path) as store:
+        node, location = _counts_node(store, path)
+        shape = tuple(node.attrs["shape"]) if "indptr" in node else tuple(node.shape)
+        if shape[0] == 0 or shape[1] == 0:
+            raise ValueError(f"{path}: no cells or no genes ({shape[0]} × {shape[1]})")
+        var = read_elem(store["var"])
+        gene_ids = np.asarray(var.index.astype(str))
+        species_col = _obs_column(store, "species")
+        dataset_col = _obs_column(store, "dataset")
+    if species_col is None:
+        raise ValueError(f"{path}: obs['species'] is missing; set it to one of {SPECIES}")
+    species = np.unique(species_col)
+    if len(species) != 1 or species[0] not in SPECIES:
+        raise ValueError(f"{path}: obs['species'] must hold one of {SPECIES} for every cell, found {list(species)}")
+    try:
+        check_gene_ids(gene_ids)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    unversioned = pd.Index(strip_version(gene_ids))
+    wrong = ~unversioned.str.startswith(ENSEMBL_PREFIX[str(species[0])] + "0")
+    if wrong.any():
+        raise ValueError(f"{path}: cells are {species[0]} but {wrong.sum()} genes are not {species[0]} Ensembl IDs "
+                         f"(e.g. {list(gene_ids[wrong][:3])})")
+    symbols = var["gene_symbol"].astype(str).to_numpy() if "gene_symbol" in var else np.full(len(gene_ids), "")
+    dataset = dataset_col[0] if dataset_col is not None and len(np.unique(dataset_col)) == 1 else \
+        path.name.removesuffix(".h5ad").removesuffix(".zarr")
+    return StoreInfo(path, dataset, str(species[0]), gene_ids, symbols, shape[0], location)
+
+
+def read_rows(path: str | os.PathLike, start: int, stop: int) -> sp.csr_matrix:
+    """Rows ``[start, stop)`` of the counts as CSR (float32 data, int32 indices, int64 indptr)."""
+    path = Path(path)
+    with open_store(path) as store:
+        node, location = _counts_node(store, path)
+        if "indptr" not in node:  # dense matrix
+            return sp.csr_matrix(np.asarray(node[start:stop], dtype=np.float32))
+        encoding = node.attrs.get("encoding-type", "csr_matrix")
+        if isinstance(encoding, bytes):
+            encoding = encoding.decode()
+        if encoding != "csr_matrix":
+            raise ValueError(f"{path}: {location} is stored as {encoding}, which cannot be read by rows; "
+                             f"rewrite it as CSR (adata.X = adata.X.tocsr(); adata.write_h5ad(...))")
+        indptr = np.asarray(node["indptr"][start:stop + 1], dtype=np.int64)
+        lo, hi = int(indptr[0]), int(indptr[-1])
+        data = np.asarray(node["data"][lo:hi], dtype=np.float32)
+        indices = np.asarray(node["indices"][lo:hi], dtype=np.int32)
+        n_genes = int(tuple(node.attrs["shape"])[1])
+    return sp.csr_matrix((data, indices, indptr - lo), shape=(stop - start, n_genes))

@@ -1,0 +1,91 @@
+"""The corpus builder's units of work, one function per pass, each run in a worker process.
+
+Each task reads its own rows from disk (:func:`gc_lib.corpus._count_store.read_rows`) and receives everything else
+as arguments (small per-column arrays), so tasks share no state and any number can run in parallel. A task
+returns small results (per-cell metrics, a histogram, shard statistics); only the tokenising task writes,
+and only through an atomic rename.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..inputs.fetch import sha256_file, sha256_tree
+from . import _kernels as kernels
+from ._count_store import read_rows
+from .medians import COUNTS_GRID, SCALED_GRID, MedianGrid, empty_histogram
+from .tokenizer import rank_rows, write_shard
+
+
+def checksum_task(path: str) -> tuple[str, str]:
+    """sha256 of an input file, or of every file of a ``.zarr`` directory."""
+    p = Path(path)
+    return path, (sha256_tree(p) if p.is_dir() else sha256_file(p))
+
+
+def qc_task(path: str, start: int, stop: int, is_mito: np.ndarray, is_counted: np.ndarray) -> dict:
+    """Check rows ``[start, stop)`` hold counts and compute their QC metrics.
+
+    Raises ``ValueError`` naming the file and row of the first NaN, negative or non-integer value, or of
+    the first empty cell (the AnnData contract; nothing has been written when this pass fails).
+    """
+    counts = read_rows(path, start, stop)
+    bad = kernels.first_invalid_value(counts.data)
+    if bad >= 0:
+        row = start + int(np.searchsorted(counts.indptr, bad, side="right")) - 1
+        raise ValueError(f"{path}: row {row} holds {counts.data[bad]!r}; raw non-negative integer counts are "
+                         f"required (NaN, negative and non-integer values are not counts)")
+    total, mito, n_counted = kernels.cell_metrics(counts.data, counts.indices, counts.indptr.astype(np.int64),
+                                                  is_mito, is_counted)
+    empty = np.flatnonzero(total == 0)
+    if empty.size:
+        raise ValueError(f"{path}: {empty.size} empty cells (zero total counts) in rows {start}-{stop}, first at "
+                         f"row {start + int(empty[0])}; drop them first (gc_lib.inputs.conversion.to_contract does)")
+    return {"start": start, "total_counts": total, "mito_counts": mito, "n_counted_genes": n_counted}
+
+
+def median_task(path: str, chunks: list[tuple[int, int, np.ndarray]], col_slot: np.ndarray, n_slots: int,
+                grid: MedianGrid, library_size: float | None) -> np.ndarray:
+    """Histogram (``n_slots × grid.n_bins``) of the non-zero values of the kept cells of several chunks."""
+    hist = empty_histogram(n_slots, grid)
+    for start, stop, keep in chunks:
+        counts = read_rows(path, start, stop)
+        kernels.add_to_histogram(hist, counts.data, counts.indices, counts.indptr.astype(np.int64), keep,
+                                 col_slot, float(library_size or 0.0), grid.integer_mode, grid.n_exact,
+                                 grid.log_lo, grid.bins_per_octave)
+    return hist
+
+
+def tokenize_task(path: str, start: int, stop: int, keep: np.ndarray, col_token: np.ndarray,
+                  col_median: np.ndarray, options: dict, dest: str) -> dict:
+    """Tokenise the kept cells of rows ``[start, stop)`` and write them as one Parquet shard at ``dest``.
+
+    ``options``: ``n_top``, ``library_size``, ``n_tokens``, ``species``, ``dataset``, ``compression``. Returns
+    the shard's statistics and sha256 (computed on the finished file).
+    """
+    counts = read_rows(path, start, stop)
+    cells = rank_rows(counts, col_token, col_median, n_top=options["n_top"], library_size=options["library_size"],
+                      n_tokens=options["n_tokens"], keep=keep, row_offset=start)
+    write_shard(cells.to_table(options["species"], options["dataset"]), dest, compression=options["compression"])
+    return shard_stats(dest, n_cells=len(cells.rows), n_tokens=int(cells.ids.size))
+
+
+def shard_stats(dest: str, *, n_cells: int, n_tokens: int) -> dict:
+    """One shard's entry in the corpus manifest."""
+    return {"file": Path(dest).name, "cells": n_cells, "tokens": n_tokens, "sha256": sha256_file(Path(dest))}
+
+
+def warm_kernels() -> None:
+    """Compile (or load from numba's cache) every kernel with the argument types the tasks use, so processes
+    forked afterwards start with them ready."""
+    data, indices, indptr = np.ones(1, np.float32), np.zeros(1, np.int32), np.array([0, 1], np.int64)
+    keep, flags = np.ones(1, bool), np.zeros(1, bool)
+    kernels.first_invalid_value(data)
+    kernels.cell_metrics(data, indices, indptr, flags, flags)
+    for grid in (COUNTS_GRID, SCALED_GRID):
+        kernels.add_to_histogram(empty_histogram(1, grid), data, indices, indptr, keep, np.zeros(1, np.int64), 0.0,
+                                 grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave)
+    rank_rows(sp.csr_matrix(data.reshape(1, 1)), np.array([4], np.int32), np.ones(1), n_top=1, library_size=None,
+              n_tokens=5)

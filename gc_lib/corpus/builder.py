@@ -1,0 +1,360 @@
+"""Build the tokenised pretraining corpus from contract ``.h5ad``/``.zarr`` files (DESIGN.md §1), streaming.
+
+:func:`build_corpus` makes three passes over the inputs, each in chunks of ``chunk_size`` cells spread
+over ``n_workers`` processes, so peak memory depends on the chunk size and the number of genes, never on
+the number of cells:
+
+1. **QC** — checks the counts (NaN, negative, non-integer, empty cells: ``ValueError`` before anything is
+   written), computes per-cell metrics and applies the per-dataset rules of :mod:`gc_lib.corpus.qc`;
+2. **medians** — every gene's corpus-wide non-zero median over the kept cells (:mod:`gc_lib.corpus.medians`),
+   which also fixes the vocabulary: genes expressed in at least one kept cell (:mod:`gc_lib.corpus.vocab`);
+3. **tokens** — each kept cell's top-``n_top`` genes (:mod:`gc_lib.corpus.tokenizer`), one Parquet shard per chunk.
+
+Output directory::
+
+    manifest.json      sources + sha256, QC counts, gene report, parameters, vocabulary hash, shards (last written)
+    vocab.json  medians.parquet  tokenizer.json      the tokenizer (Tokenizer.load(out_dir))
+    qc/<dataset>.parquet  qc_report.parquet  genes_report.parquet
+    shards/<dataset>-<first row>.parquet
+    build.json         what is being built, so an interrupted build resumes only into the same build
+
+Every file is written atomically. Rerunning after an interruption reuses the finished passes and shards
+and writes only what is missing; a finished corpus is returned as it is unless ``force=True``.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import shutil
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..core.atomic import write_json, write_parquet
+from . import _passes as corpus_tasks
+from ._count_store import StoreInfo, describe_store
+from .medians import grid_for, medians_from_histogram
+from .qc import COUNTED_BIOTYPES, MITO_PREFIX, QCConfig, apply_qc
+from .tokenizer import DEFAULT_COMPRESSION, Tokenizer
+from .vocab import SPECIAL_TOKENS, build_vocabulary, strip_version
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    n_top: int = 2048                  # tokens per cell: its top-N genes by normalised value (paper: 2048)
+    library_size: float | None = None  # scale counts to this total per cell first (published code: off)
+    chunk_size: int = 10_000           # cells per read, per task and per shard; bounds memory
+    compression: str = DEFAULT_COMPRESSION  # Parquet codec of the shards ("none", "zstd", "snappy", "lz4")
+    qc: QCConfig = field(default_factory=QCConfig)  # per-dataset cell QC (gc_lib.corpus.qc)
+
+
+@dataclass(frozen=True)
+class GeneAnnotation:
+    """Per gene (unversioned Ensembl ID): biotype, for the QC gene-count rule; mouse → human orthologs."""
+    biotype: pd.Series                 # index gene_id → biotype, gc_lib.inputs.genes naming ("protein_coding", …)
+    orthologs: pd.DataFrame            # mouse_id, human_id, homology_type (one row per mouse gene)
+
+
+def bundle_annotation() -> GeneAnnotation:
+    """The annotation of the offline bundle: HGNC/MGI biotypes and Ensembl orthologs (:mod:`gc_lib.inputs.genes`)."""
+    from ..inputs import genes
+    tables = [genes.gene_table(s)[["ensembl_id", "biotype"]] for s in ("human", "mouse")]
+    biotype = pd.concat(tables).drop_duplicates("ensembl_id").set_index("ensembl_id")["biotype"]
+    return GeneAnnotation(biotype=biotype, orthologs=genes.mouse_to_human())
+
+
+# ------------------------------------------------------------------------------------------------------
+# Running tasks
+# ------------------------------------------------------------------------------------------------------
+
+class _InlineExecutor(Executor):
+    """Runs each task at submission: ``n_workers=1`` without process start-up, and readable tracebacks."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as err:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(err)
+        return future
+
+
+def _executor(n_workers: int) -> Executor:
+    if n_workers <= 1:
+        return _InlineExecutor()
+    # fork where the OS has it: workers start in milliseconds with the kernels already compiled (warmed here),
+    # instead of re-importing the stack for seconds; tasks open their own files, so no HDF5 handle is shared
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods:
+        corpus_tasks.warm_kernels()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return ProcessPoolExecutor(n_workers, mp_context=context)
+
+
+def _run(pool: Executor, calls: list[tuple], desc: str, progress: bool) -> list:
+    """Submit ``(fn, *args)`` calls and return their results in submission order; the first error is raised."""
+    futures = [pool.submit(*call) for call in calls]
+    index = {f: i for i, f in enumerate(futures)}
+    results: list = [None] * len(futures)
+    for future in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress, leave=False):
+        results[index[future]] = future.result()
+    return results
+
+
+def _chunks(n_cells: int, chunk_size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + chunk_size, n_cells)) for s in range(0, n_cells, chunk_size)]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Passes
+# ------------------------------------------------------------------------------------------------------
+
+def _gene_masks(info: StoreInfo, annotation: GeneAnnotation) -> tuple[np.ndarray, np.ndarray]:
+    is_mito = np.char.startswith(info.symbols.astype(str), MITO_PREFIX[info.species])
+    biotype = annotation.biotype.reindex(strip_version(info.gene_ids)).to_numpy()
+    return is_mito, np.isin(biotype, COUNTED_BIOTYPES)
+
+
+def _qc_pass(pool, infos: list[StoreInfo], config: CorpusConfig, annotation: GeneAnnotation, progress: bool):
+    calls, owners = [], []
+    masks = [_gene_masks(info, annotation) for info in infos]
+    for i, (info, (is_mito, is_counted)) in enumerate(zip(infos, masks)):
+        for start, stop in _chunks(info.n_cells, config.chunk_size):
+            calls.append((corpus_tasks.qc_task, str(info.path), start, stop, is_mito, is_counted))
+            owners.append(i)
+    results = _run(pool, calls, "QC", progress)
+    metrics, reports = [], []
+    for i, info in enumerate(infos):
+        parts = [r for r, o in zip(results, owners) if o == i]
+        total = np.concatenate([p["total_counts"] for p in parts])
+        table = pd.DataFrame({"row": np.arange(info.n_cells), "total_counts": total,
+                              "mito_fraction": np.concatenate([p["mito_counts"] for p in parts]) / total,
+                              "n_counted_genes": np.concatenate([p["n_counted_genes"] for p in parts])})
+        keep, report = apply_qc(table, config.qc, has_mito_genes=bool(masks[i][0].any()))
+        table["keep"] = keep
+        metrics.append(table)
+        reports.append({"dataset": info.dataset, "species": info.species} | report)
+    return metrics, pd.DataFrame(reports)
+
+
+def _median_pass(pool, infos, keeps, candidates: pd.Index, config: CorpusConfig, n_workers: int, progress: bool):
+    grid = grid_for(config.library_size)
+    total_cells = sum(info.n_cells for info in infos)
+    calls, slots = [], []
+    for info, keep in zip(infos, keeps):
+        chunks = [(a, b, keep[a:b]) for a, b in _chunks(info.n_cells, config.chunk_size)]
+        n_groups = max(1, min(len(chunks), round(n_workers * info.n_cells / total_cells)))
+        col_slot = np.arange(len(info.gene_ids), dtype=np.int64)
+        for group in np.array_split(np.arange(len(chunks)), n_groups):
+            calls.append((corpus_tasks.median_task, str(info.path), [chunks[k] for k in group], col_slot,
+                          len(info.gene_ids), grid, config.library_size))
+            slots.append(candidates.get_indexer(strip_version(info.gene_ids)))
+    hist = np.zeros((len(candidates), grid.n_bins), dtype=np.int64)
+    for part, slot in zip(_run(pool, calls, "medians", progress), slots):
+        hist[slot] += part  # an input's genes are distinct, so its slots are too
+    return medians_from_histogram(hist, grid)
+
+
+def _token_pass(pool, infos, keeps, tokenizer: Tokenizer, config: CorpusConfig, shard_dir: Path, progress: bool):
+    calls = []
+    existing = []
+    for info, keep in zip(infos, keeps):
+        col_token, col_median = tokenizer.column_tables(info.gene_ids, info.species)
+        options = {"n_top": config.n_top, "library_size": config.library_size, "n_tokens": len(tokenizer.vocab),
+                   "species": info.species, "dataset": info.dataset, "compression": config.compression}
+        for start, stop in _chunks(info.n_cells, config.chunk_size):
+            dest = shard_dir / f"{_safe_name(info.dataset)}-{start:010d}.parquet"
+            if dest.exists():  # finished by an interrupted run (shards appear only complete)
+                existing.append((dest, int(keep[start:stop].sum())))
+                continue
+            calls.append((corpus_tasks.tokenize_task, str(info.path), start, stop, keep[start:stop], col_token,
+                          col_median, options, str(dest)))
+    done = [corpus_tasks.shard_stats(str(d), n_cells=n, n_tokens=_count_tokens(d)) for d, n in existing]
+    return sorted(done + _run(pool, calls, "tokens", progress), key=lambda s: s["file"])
+
+
+def _count_tokens(shard: Path) -> int:
+    return int(pq.read_table(shard, columns=["length"])["length"].to_numpy().sum())
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The build
+# ------------------------------------------------------------------------------------------------------
+
+def _build_key(infos: list[StoreInfo], config: CorpusConfig) -> dict:
+    sources = [{"path": str(i.path.resolve()), "bytes": _size(i.path), "mtime_ns": i.path.stat().st_mtime_ns}
+               for i in infos]
+    return {"sources": sources, "config": json.loads(json.dumps(asdict(config))), "gc_lib": __version__}
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def _prepare_out_dir(out_dir: Path, key: dict, force: bool) -> None:
+    """Make ``out_dir`` ready for this build: empty, or holding an unfinished run of the same build."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        state = json.loads((out_dir / "build.json").read_text()) if (out_dir / "build.json").exists() else None
+        if force:
+            shutil.rmtree(out_dir)
+        elif state is None:
+            raise ValueError(f"{out_dir} is not empty and holds no corpus; choose another directory")
+        elif state != key:
+            raise ValueError(f"{out_dir} holds a corpus built from other inputs or parameters; "
+                             f"pass force=True to rebuild it, or choose another directory")
+    for leftover in list(out_dir.rglob(".*.tmp*")) if out_dir.exists() else []:
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()  # debris of a killed run
+
+
+def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+                 config: CorpusConfig | None = None, annotation: GeneAnnotation | None = None,
+                 n_workers: int | None = None, force: bool = False, progress: bool = True) -> dict:
+    """Build (or resume, or return) the corpus of contract ``.h5ad``/``.zarr`` ``inputs`` in ``out_dir``.
+
+    One input is one dataset (``obs["dataset"]`` or its file name) of one species. ``annotation`` gives the
+    gene biotypes and orthologs (default: :func:`bundle_annotation`); ``n_workers`` processes (default: all
+    cores; 1 runs in this process). Returns the manifest (also ``out_dir/manifest.json``). Bad input raises
+    a ``ValueError`` that names the file and problem, before anything is written.
+    """
+    config = config or CorpusConfig()
+    out_dir = Path(out_dir)
+    n_workers = n_workers or os.cpu_count() or 1
+    if not inputs:
+        raise ValueError("no inputs: give one or more contract .h5ad/.zarr files")
+    infos = [describe_store(p) for p in inputs]
+    names = [i.dataset for i in infos]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two inputs share a dataset name: {sorted({n for n in names if names.count(n) > 1})}")
+    key = _build_key(infos, config)
+    if out_dir.exists() and (out_dir / "build.json").exists() and (out_dir / "manifest.json").exists() \
+            and not force and json.loads((out_dir / "build.json").read_text()) == key:
+        return json.loads((out_dir / "manifest.json").read_text())
+    annotation = annotation or bundle_annotation()
+    with _executor(n_workers) as pool:
+        checksums = pool.map(corpus_tasks.checksum_task, [str(i.path) for i in infos]) if n_workers > 1 else None
+        metrics, qc_report = _qc_pass(pool, infos, config, annotation, progress)  # raises before any write
+        _prepare_out_dir(out_dir, key, force)
+        write_json(key, out_dir / "build.json")
+        for info, table in zip(infos, metrics):
+            write_parquet(table, out_dir / "qc" / f"{_safe_name(info.dataset)}.parquet")
+        write_parquet(qc_report, out_dir / "qc_report.parquet")
+        keeps = [m["keep"].to_numpy() for m in metrics]
+
+        candidates = pd.Index(sorted({g for i in infos for g in strip_version(i.gene_ids)}))
+        median, n_nonzero, exact = _median_pass(pool, infos, keeps, candidates, config, n_workers, progress)
+        tokenizer, gene_report = _make_tokenizer(infos, candidates, median, n_nonzero, exact, annotation, config)
+        gene_stats = _gene_stats(tokenizer, candidates, n_nonzero, exact)
+        tokenizer.save(out_dir, gene_stats=gene_stats)
+        write_parquet(gene_report, out_dir / "genes_report.parquet")
+
+        shards = _token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
+        checksums = dict(checksums) if checksums is not None else dict(
+            corpus_tasks.checksum_task(str(i.path)) for i in infos)
+    manifest = _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats)
+    write_json(manifest, out_dir / "manifest.json")
+    return json.loads((out_dir / "manifest.json").read_text())
+
+
+def _make_tokenizer(infos, candidates, median, n_nonzero, exact, annotation, config):
+    species_of = {g: i.species for i in infos for g in strip_version(i.gene_ids)}
+    symbol_of = {g: s for i in infos for g, s in zip(strip_version(i.gene_ids), i.symbols)}
+    expressed = candidates[n_nonzero > 0]
+    genes = pd.DataFrame({"gene_id": expressed, "species": [species_of[g] for g in expressed],
+                          "symbol": [symbol_of[g] for g in expressed]})
+    vocab = build_vocabulary(genes, annotation.orthologs)
+    medians = np.full(len(vocab), np.nan)
+    medians[len(SPECIAL_TOKENS):] = pd.Series(median, index=candidates).reindex(vocab.genes["gene_id"]).to_numpy()
+    report = pd.DataFrame([{
+        "dataset": i.dataset, "species": i.species, "genes": len(i.gene_ids),
+        "in_vocabulary": int((vocab.encode(i.gene_ids) >= 0).sum()),
+        "dropped_not_expressed": int((vocab.encode(i.gene_ids) < 0).sum()),
+        "with_human_ortholog": _with_ortholog(vocab, i) if i.species == "mouse" else None,
+    } for i in infos])
+    return Tokenizer(vocab, medians, n_top=config.n_top, library_size=config.library_size), report
+
+
+def _with_ortholog(vocab, info: StoreInfo) -> int:
+    tokens = vocab.encode(info.gene_ids)
+    return int(vocab.genes["human_ortholog"].reindex(tokens[tokens >= 0]).notna().sum())
+
+
+def _gene_stats(tokenizer: Tokenizer, candidates: pd.Index, n_nonzero, exact) -> pd.DataFrame:
+    position = candidates.get_indexer(tokenizer.vocab.genes["gene_id"])
+    return pd.DataFrame({"n_nonzero": n_nonzero[position], "median_exact": exact[position]})
+
+
+def _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats) -> dict:
+    in_vocab = tokenizer.vocab.genes["species"].value_counts().to_dict()
+    return {
+        "format": "gc_lib.corpus/1", "gc_lib": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "parameters": json.loads(json.dumps(asdict(config))),
+        "median_grid": grid_for(config.library_size).as_dict(),
+        "medians_exact": int(gene_stats["median_exact"].sum()),
+        "medians_approximate": int((~gene_stats["median_exact"]).sum()),
+        "sources": [{"dataset": i.dataset, "species": i.species, "path": str(i.path), "sha256": checksums[str(i.path)],
+                     "cells": i.n_cells, "genes": len(i.gene_ids), "counts": i.counts_location} for i in infos],
+        "qc": qc_report.replace({np.nan: None}).to_dict(orient="records"),
+        "genes": gene_report.replace({np.nan: None}).to_dict(orient="records"),
+        "vocabulary": {"hash": tokenizer.vocab.hash, "tokens": len(tokenizer.vocab),
+                       "special_tokens": list(SPECIAL_TOKENS), "genes_per_species": in_vocab},
+        "shards": shards,
+        "cells": int(sum(s["cells"] for s in shards)), "tokens": int(sum(s["tokens"] for s in shards)),
+    }
+
+
+def tokenize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, tokenizer: Tokenizer, *,
+                   chunk_size: int = 10_000, compression: str = DEFAULT_COMPRESSION, n_workers: int | None = None,
+                   progress: bool = True) -> dict:
+    """Tokenise new contract ``.h5ad``/``.zarr`` files with an existing tokenizer (e.g. a corpus's, for
+    inference): every cell, no QC, the same kernel and shard format as :func:`build_corpus`.
+
+    Writes ``out_dir/shards/*.parquet`` and ``out_dir/manifest.json`` (vocabulary hash, per-input genes in the
+    vocabulary, shards); returns the manifest. Bad input raises ``ValueError`` before anything is written.
+    """
+    out_dir = Path(out_dir)
+    infos = [describe_store(p) for p in inputs]
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ValueError(f"{out_dir} is not empty; choose a new directory for the tokenised files")
+    config = CorpusConfig(n_top=tokenizer.n_top, library_size=tokenizer.library_size, chunk_size=chunk_size,
+                          compression=compression)
+    keeps = [np.ones(i.n_cells, dtype=bool) for i in infos]
+    with _executor(n_workers or os.cpu_count() or 1) as pool:
+        shards = _token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
+    manifest = {"format": "gc_lib.tokenized/1", "gc_lib": __version__, "vocabulary_hash": tokenizer.vocab.hash,
+                "n_top": tokenizer.n_top, "library_size": tokenizer.library_size,
+                "sources": [{"dataset": i.dataset, "path": str(i.path), "cells": i.n_cells,
+                             **tokenizer.coverage(i.gene_ids, i.species)} for i in infos],
+                "shards": shards, "cells": int(sum(s["cells"] for s in shards))}
+    write_json(manifest, out_dir / "manifest.json")
+    return manifest
+
+
+def shard_paths(out_dir: str | os.PathLike) -> list[Path]:
+    """The corpus's shards in manifest order (a clear error if the corpus is unfinished)."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "manifest.json").exists():
+        raise FileNotFoundError(f"{out_dir} holds no finished corpus (no manifest.json); run build_corpus")
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    return [out_dir / "shards" / s["file"] for s in manifest["shards"]]
+
+
+def read_corpus(out_dir: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The whole corpus as one DataFrame (for small corpora and notebooks; stream shards for large ones)."""
+    tables = [pq.read_table(p, columns=list(columns) if columns else None) for p in shard_paths(out_dir)]
+    return pa.concat_tables(tables).to_pandas()

@@ -1,0 +1,13 @@
+"""Stage 1 · inputs: data from outside, brought into the AnnData contract.
+
+- :mod:`~gc_lib.inputs.sources`     the offline bundle's registry (package, version, file, sha256, licence)
+- :mod:`~gc_lib.inputs.fetch`       downloading and verifying archives and URLs (sha256, cache, offline mirror)
+- :mod:`~gc_lib.inputs.contract`    the AnnData contract, checked at the door
+- :mod:`~gc_lib.inputs.conversion`  any AnnData into the contract (counts found, symbols → Ensembl IDs)
+- :mod:`~gc_lib.inputs.datasets`    the bundle's single-cell datasets
+- :mod:`~gc_lib.inputs.atlas`       real atlases: ``.h5ad`` files/URLs and CELLxGENE Census, streamed
+- :mod:`~gc_lib.inputs.genes`       gene tables, symbol → Ensembl, human↔mouse orthologs
+- :mod:`~gc_lib.inputs.orgdb`       human annotation from org.Hs.eg.db (UniProt, Pfam, gene models, GO)
+
+Imports: :mod:`gc_lib.core` only.
+"""

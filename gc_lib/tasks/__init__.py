@@ -1,0 +1,11 @@
+"""Stage 5 · tasks: what a trained model is used for (DESIGN.md §1, downstream tasks).
+
+- :mod:`~gc_lib.tasks.embedding`    ``gc_lib.embed(adata, checkpoint)``: cell and gene embeddings, scanpy-style
+- :mod:`~gc_lib.tasks.cell_tokens`  tokenised cells in memory, batched for inference and fine-tuning
+- :mod:`~gc_lib.tasks.finetune`     cell and gene-token classifiers: fit, predict, reuse by content
+- :mod:`~gc_lib.tasks.baselines`    the split protocol and the simple baselines every task is compared with
+- :mod:`~gc_lib.tasks.dosage`       dosage-sensitivity labels (ClinGen, GO) for notebook 09
+- internal: ``_classifier`` (classifier heads and their checkpoint files)
+
+Imports: any earlier stage (:mod:`gc_lib.core` … :mod:`gc_lib.model`).
+"""

@@ -1,0 +1,137 @@
+"""Classifiers on top of the GeneCompass encoder, and their checkpoints (DESIGN.md §1, downstream tasks).
+
+- ``task="cell"``: one prediction per cell, from the final hidden state of the cell (species) token;
+- ``task="gene"``: one prediction per gene token, from each token's final hidden state.
+
+A fine-tuned checkpoint is a pretraining checkpoint directory with two more files, so everything that reads a
+checkpoint reads it too (``gc_lib.embed`` embeds with the fine-tuned encoder, ``Tokenizer.load`` tokenises)::
+
+    config.json  model.safetensors            the encoder (same keys as a pretrained model, priors included)
+    vocab.json  tokenizer.json  medians.parquet   copied from the pretrained checkpoint
+    head.safetensors                          the classification head
+    finetune.json                             task, classes (in output order), head size, training record
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..core.atomic import atomic_path, write_json
+from ..model.architecture import GeneCompass, load_model, save_model
+
+TASKS = ("cell", "gene")
+POOLINGS = ("cell", "mean")
+TOKENIZER_FILES = ("vocab.json", "tokenizer.json", "medians.parquet")
+FORMAT = "gc_lib.classifier/1"
+
+
+class ClassifierHead(nn.Module):
+    """Dropout → Linear → GELU → Dropout → Linear: hidden state (…, d_model) to class logits (…, n_classes)."""
+
+    def __init__(self, d_model: int, n_classes: int, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, d_model), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(d_model, n_classes))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.net(hidden)
+
+
+class Classifier(nn.Module):
+    """The encoder of a :class:`GeneCompass` model plus a :class:`ClassifierHead` for ``task`` ("cell"/"gene")."""
+
+    def __init__(self, encoder: GeneCompass, task: str, classes: list[str], *, dropout: float = 0.1,
+                 pooling: str = "cell"):
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}; got {task!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            raise ValueError(f"a classifier needs at least two distinct classes; got {classes}")
+        self.encoder, self.task, self.classes = encoder, task, list(classes)
+        self.head = ClassifierHead(encoder.config.d_model, len(classes), dropout)
+        self.dropout, self.pooling = dropout, pooling
+
+    def forward(self, input_ids, values, species, attention_mask=None) -> torch.Tensor:
+        """Logits: (B, n_classes) for cells, (B, L, n_classes) for gene tokens (padding positions included).
+
+        Cells are read from the cell (species) token (``pooling="cell"``, the paper's choice) or from the mean of
+        the cell token and every real gene token (``"mean"``)."""
+        hidden = self.encoder.encode(input_ids, values, species, attention_mask)
+        if self.task == "gene":
+            return self.head(hidden[:, 1:])
+        if self.pooling == "cell":
+            return self.head(hidden[:, 0])
+        real = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
+        if attention_mask is not None:
+            real[:, 1:] = attention_mask.to(hidden.dtype)
+        return self.head((hidden * real.unsqueeze(-1)).sum(1) / real.sum(1, keepdim=True))
+
+    def freeze(self, *, layers: int = 0, head_only: bool = False) -> None:
+        """Stop gradients into the input embedding and the first ``layers`` encoder blocks, or into the whole
+        encoder with ``head_only``. The MLM heads are never trained here."""
+        encoder = self.encoder
+        if not 0 <= layers <= len(encoder.blocks):
+            raise ValueError(f"freeze layers must lie in [0, {len(encoder.blocks)}]; got {layers}")
+        encoder.requires_grad_(not head_only)
+        for module in (encoder.id_head, encoder.value_head):
+            module.requires_grad_(False)
+        encoder.id_bias.requires_grad_(False)
+        if layers and not head_only:
+            for module in (encoder.genes, encoder.positions, encoder.embed_norm, *encoder.blocks[:layers]):
+                module.requires_grad_(False)
+
+
+def fresh_encoder_like(encoder: GeneCompass, seed: int) -> GeneCompass:
+    """A newly initialised encoder of the same configuration with the same prior buffers: the "without
+    pretraining" control keeps the prior knowledge (fixed inputs) and loses only what pretraining learned."""
+    torch.manual_seed(seed)
+    fresh = GeneCompass(encoder.config)
+    fresh.load_state_dict({name: buffer for name, buffer in encoder.named_buffers()}, strict=False)
+    return fresh
+
+
+def save_classifier(classifier: Classifier, directory: str | os.PathLike, *, source: str | os.PathLike,
+                    record: dict | None = None) -> Path:
+    """Write ``classifier`` as a fine-tuned checkpoint (see the module docstring); ``source`` is the pretrained
+    checkpoint whose tokenizer files are copied; ``record`` (JSON-able) goes into ``finetune.json``."""
+    from safetensors.torch import save_file
+
+    directory, source = Path(directory), Path(source)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if not (source / name).exists():
+            raise FileNotFoundError(f"{source} lacks {name}: not a pretraining checkpoint directory")
+        if source.resolve() != directory.resolve():
+            with atomic_path(directory / name) as tmp:
+                shutil.copyfile(source / name, tmp)
+    save_model(classifier.encoder, directory)
+    head = {k: v.detach().contiguous().cpu() for k, v in classifier.head.state_dict().items()}
+    with atomic_path(directory / "head.safetensors") as tmp:
+        save_file(head, str(tmp), metadata={"format": FORMAT})
+    write_json({"format": FORMAT, "task": classifier.task, "classes": classifier.classes,
+                "head": {"d_model": classifier.encoder.config.d_model, "dropout": classifier.dropout,
+                         "pooling": classifier.pooling},
+                "source_checkpoint": str(source), **(record or {})}, directory / "finetune.json")
+    return directory
+
+
+def load_classifier(directory: str | os.PathLike, *, map_location: str = "cpu") -> tuple[Classifier, dict]:
+    """A classifier saved by :func:`save_classifier` and its ``finetune.json`` record."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    if not (directory / "finetune.json").exists():
+        raise FileNotFoundError(f"{directory} holds no fine-tuned classifier (no finetune.json); "
+                                f"a pretrained checkpoint must be fine-tuned first")
+    record = json.loads((directory / "finetune.json").read_text())
+    classifier = Classifier(load_model(directory, map_location=map_location), record["task"], record["classes"],
+                            dropout=record["head"]["dropout"], pooling=record["head"].get("pooling", "cell"))
+    classifier.head.load_state_dict(load_file(str(directory / "head.safetensors"), device=map_location))
+    return classifier, record

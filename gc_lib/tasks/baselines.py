@@ -1,0 +1,82 @@
+"""Simple baselines and the shared evaluation protocol of cell classification (notebook 05).
+
+Independent benchmarks found single-cell foundation models often do not beat a logistic regression on
+log-normalised highly variable genes, or a kNN on principal components. Every model here is scored on the same
+stratified train/test splits (:func:`stratified_splits`), by accuracy and macro-F1 (:func:`scores`); every
+transform that learns from data (scaling, PCA) is fitted on the training cells of the split only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scanpy as sc
+from anndata import AnnData
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ..inputs.contract import counts_matrix
+
+
+def stratified_splits(labels, seeds, test_fraction: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One stratified (train, test) split of cell positions per seed — the same for every method."""
+    labels = np.asarray(labels)
+    positions = np.arange(len(labels))
+    return [tuple(np.sort(part) for part in train_test_split(positions, test_size=test_fraction, stratify=labels,
+                                                             random_state=seed)) for seed in seeds]
+
+
+def scores(true, predicted) -> dict[str, float]:
+    """Accuracy and macro-F1 (every class of ``true`` weighs the same, however rare)."""
+    labels = sorted(set(np.asarray(true, dtype=str)))
+    return {"accuracy": float(accuracy_score(true, predicted)),
+            "macro_f1": float(f1_score(true, predicted, labels=labels, average="macro", zero_division=0))}
+
+
+def log_normalised_hvg(adata: AnnData, n_top_genes: int = 2000) -> np.ndarray:
+    """Counts normalised to 10,000 per cell, log1p, restricted to the ``n_top_genes`` most variable genes (all
+    genes when there are fewer): a dense (cells × genes) matrix. Gene selection uses no labels."""
+    lognorm = AnnData(counts_matrix(adata).astype(np.float32), obs=adata.obs[[]], var=adata.var[[]])
+    sc.pp.normalize_total(lognorm, target_sum=1e4)
+    sc.pp.log1p(lognorm)
+    if lognorm.n_vars > n_top_genes:
+        sc.pp.highly_variable_genes(lognorm, n_top_genes=n_top_genes, subset=True)
+    x = lognorm.X
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
+
+
+def logistic_regression(features: np.ndarray, labels, train: np.ndarray, test: np.ndarray, *,
+                        seed: int = 0) -> np.ndarray:
+    """Standardise (on the training cells) and fit a multinomial logistic regression; predict the test cells."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3_000, random_state=seed))
+    labels = np.asarray(labels)
+    return model.fit(features[train], labels[train]).predict(features[test])
+
+
+def pca_knn(features: np.ndarray, labels, train: np.ndarray, test: np.ndarray, *, n_components: int = 50,
+            k: int = 15, seed: int = 0) -> np.ndarray:
+    """PCA fitted on the training cells, then a ``k``-nearest-neighbour vote (distance-weighted)."""
+    n_components = min(n_components, len(train) - 1, features.shape[1])
+    model = make_pipeline(PCA(n_components=n_components, random_state=seed),
+                          KNeighborsClassifier(n_neighbors=min(k, len(train)), weights="distance"))
+    labels = np.asarray(labels)
+    return model.fit(features[train], labels[train]).predict(features[test])
+
+
+def summarise(results: pd.DataFrame, metrics=("accuracy", "macro_f1")) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per method, best macro-F1 first; ``results`` has one row per
+    (method, seed)."""
+    table = results.groupby("method")[list(metrics)].agg(["mean", "std"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table["seeds"] = results.groupby("method").size()
+    return table.sort_values(f"{metrics[-1]}_mean", ascending=False)
+
+
+def per_class_f1(true, predicted, classes) -> pd.Series:
+    """F1 of each class (0 where a class is never predicted)."""
+    values = f1_score(true, predicted, labels=list(classes), average=None, zero_division=0)
+    return pd.Series(values, index=list(classes))

@@ -1,0 +1,356 @@
+"""Fine-tuning: cell classification (e.g. cell types) and gene-token classification (e.g. dosage sensitivity).
+
+    from gc_lib import finetune
+    run = finetune.fit_cell_classifier(train_cells, "cell_type", "data/03_pretraining/runs/main/checkpoint",
+                                       "data/05_cell_type_annotation/model")
+    finetune.predict_cells(test_cells, run.directory, key_added="predicted")   # obs["predicted"],
+                                                                                # obsm["predicted_probabilities"]
+
+What a fit does: load the pretrained encoder (or, with ``from_scratch``, a fresh one with the same prior
+buffers — the "without pretraining" control), put a :class:`~gc_lib.tasks._classifier.ClassifierHead` on it, optionally
+freeze the first layers or the whole encoder, and train with AdamW (separate learning rates for encoder and head,
+warm-up then cosine), class-weighted cross-entropy, and **early stopping** on a validation split carved from the
+training data (cells stratified by label; for genes, whole genes). The best epoch's weights are restored and saved
+as a checkpoint directory (:mod:`gc_lib.tasks._classifier`). Expression values stay floats and each cell keeps its own
+species token throughout (:mod:`gc_lib.tasks.cell_tokens`).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from anndata import AnnData
+
+from ..corpus.tokenizer import Tokenizer
+from ..model.architecture import load_model
+from ..model.trainer import TrainConfig, learning_rate
+from ._classifier import Classifier, fresh_encoder_like, load_classifier, save_classifier
+from .cell_tokens import CellTokens, collate, length_batches
+
+IGNORE = -100  # target of positions that carry no label (cross-entropy skips them)
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 10                    # passes over the training data (early stopping may end sooner)
+    batch_size: int = 16                # cells per step
+    max_genes: int | None = None        # gene tokens per cell (None: what the model takes)
+    learning_rate: float = 1e-4         # peak learning rate of the encoder
+    head_learning_rate: float = 1e-3    # peak learning rate of the classification head
+    weight_decay: float = 0.01          # AdamW, on weight matrices
+    warmup_fraction: float = 0.1        # share of all steps spent warming up (then cosine to 10 %)
+    freeze_layers: int = 0              # freeze the input embedding and the first k encoder blocks
+    head_only: bool = False             # freeze the whole encoder: train only the head
+    class_weight: str | None = "balanced"  # "balanced": weight classes by n / (n_classes × n_class); None: equal
+    validation_fraction: float = 0.15   # share of the training cells (or genes) held out for early stopping
+    patience: int = 3                   # epochs without a better validation loss before stopping
+    head_dropout: float = 0.1           # dropout inside the head
+    pooling: str = "cell"               # cells: read the cell (species) token ("cell") or the mean of all tokens
+    from_scratch: bool = False          # re-initialise the encoder (keeps the priors): the no-pretraining control
+    seed: int = 0                       # head init, validation split, batch order, dropout
+    device: str | None = None           # None: CUDA when available
+    bf16: bool = True                   # bf16 autocast on GPU
+
+    def __post_init__(self):
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight must be 'balanced' or None; got {self.class_weight!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must lie in (0, 1); got {self.validation_fraction}")
+
+
+@dataclass
+class FitResult:
+    directory: Path                      # the fine-tuned checkpoint
+    classes: list[str]
+    history: pd.DataFrame                # per epoch: train_loss, val_loss (and val_accuracy for cells)
+    best_epoch: int
+    seconds: float
+
+
+def _device(name: str | None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _class_weights(targets: np.ndarray, n_classes: int, mode: str | None) -> torch.Tensor:
+    counts = np.bincount(targets, minlength=n_classes).astype(np.float64)
+    if mode is None:
+        return torch.ones(n_classes)
+    if (counts == 0).any():
+        raise ValueError(f"class counts {counts.astype(int).tolist()}: every class needs training examples")
+    return torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
+
+
+def _build(checkpoint, task: str, classes: list[str], config: FinetuneConfig) -> tuple[Classifier, Tokenizer, int]:
+    checkpoint = Path(checkpoint)
+    encoder = load_model(checkpoint)
+    if config.from_scratch:
+        encoder = fresh_encoder_like(encoder, config.seed)
+    torch.manual_seed(config.seed)
+    classifier = Classifier(encoder, task, classes, dropout=config.head_dropout, pooling=config.pooling)
+    classifier.freeze(layers=config.freeze_layers, head_only=config.head_only)
+    max_genes = min(config.max_genes or encoder.config.max_len - 1, encoder.config.max_len - 1)
+    return classifier, Tokenizer.load(checkpoint), max_genes
+
+
+def _optimizer(classifier: Classifier, config: FinetuneConfig) -> torch.optim.AdamW:
+    groups = []
+    for module, lr in ((classifier.encoder, config.learning_rate), (classifier.head, config.head_learning_rate)):
+        params = [p for p in module.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        rest = [p for p in params if p.ndim < 2]
+        groups += [{"params": decay, "weight_decay": config.weight_decay, "peak": lr},
+                   {"params": rest, "weight_decay": 0.0, "peak": lr}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate, betas=(0.9, 0.98))
+
+
+def _train(classifier: Classifier, cells: CellTokens, targets, train_index, val_index, weights: torch.Tensor,
+           config: FinetuneConfig, progress: bool) -> tuple[pd.DataFrame, int]:
+    """Epochs of training with early stopping; ``targets(batch_index, input_ids, split)`` gives the batch targets.
+    The best epoch's weights are loaded back into ``classifier``."""
+    from tqdm.auto import tqdm
+
+    device = _device(config.device)
+    classifier.to(device)
+    weights = weights.to(device)
+    optimizer = _optimizer(classifier, config)
+    lengths = cells.lengths()
+    n_batches = len(length_batches(lengths[train_index], config.batch_size))
+    total = max(1, config.epochs * n_batches)
+    schedule = TrainConfig(max_steps=total, learning_rate=1.0, warmup_steps=max(1, int(config.warmup_fraction * total)),
+                           min_lr_ratio=0.1)
+    use_bf16 = device.type == "cuda" and config.bf16
+
+    def loss_of(index, split: str) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+        batch = {k: v.to(device) for k, v in collate(cells, index, pad_id=classifier.encoder.config.pad_id).items()}
+        target = targets(index, batch["input_ids"], split).to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext():
+            logits = classifier(**batch).float()
+        labelled = target != IGNORE
+        loss = F.cross_entropy(logits[labelled], target[labelled], weight=weights, reduction="sum")
+        return loss, int(labelled.sum()), logits[labelled].detach(), target[labelled]
+
+    history, best_loss, best_state, best_epoch, step, waited = [], float("inf"), None, 0, 0, 0
+    for epoch in range(1, config.epochs + 1):
+        classifier.train()
+        train_sum, train_n = 0.0, 0
+        batches = length_batches(lengths[train_index], config.batch_size, shuffle=True, seed=config.seed + epoch)
+        for batch in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False):
+            for group in optimizer.param_groups:
+                group["lr"] = group["peak"] * learning_rate(step, schedule)
+            loss, n, _, _ = loss_of(train_index[batch], "train")
+            if n:
+                (loss / n).backward()
+                torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                train_sum, train_n = train_sum + float(loss.detach()), train_n + n
+            step += 1
+        row = {"epoch": epoch, "train_loss": train_sum / max(train_n, 1), **_validate(classifier, loss_of, lengths,
+                                                                                        val_index, config)}
+        history.append(row)
+        if row["val_loss"] < best_loss:
+            best_loss, best_epoch, waited = row["val_loss"], epoch, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in classifier.state_dict().items()})
+        else:
+            waited += 1
+            if waited >= config.patience:
+                break
+    if best_state is not None:
+        classifier.load_state_dict(best_state)
+    return pd.DataFrame(history), best_epoch
+
+
+@torch.no_grad()
+def _validate(classifier: Classifier, loss_of, lengths, val_index, config: FinetuneConfig) -> dict[str, float]:
+    classifier.eval()
+    total, n, hits = 0.0, 0, 0
+    for batch in length_batches(lengths[val_index], config.batch_size * 2):
+        loss, count, logits, target = loss_of(val_index[batch], "val")
+        total, n = total + float(loss), n + count
+        hits += int((logits.argmax(-1) == target).sum())
+    return {"val_loss": total / max(n, 1), "val_accuracy": hits / max(n, 1), "val_examples": n}
+
+
+def _split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train/validation split of positions (plain random when a class is too small to stratify)."""
+    from sklearn.model_selection import train_test_split
+
+    positions = np.arange(len(labels))
+    _, counts = np.unique(labels, return_counts=True)
+    stratify = labels if counts.min() >= 2 and round(fraction * len(labels)) >= len(counts) else None
+    train, val = train_test_split(positions, test_size=fraction, stratify=stratify, random_state=seed)
+    return np.sort(train), np.sort(val)
+
+
+def _fingerprint(*parts) -> str:
+    """A short hash of what a fit was trained on (cell names, labels, token ids), to decide reuse."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(np.ascontiguousarray(np.asarray(part, dtype=str)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _reuse(out_dir, checkpoint, config: FinetuneConfig, fingerprint: str) -> FitResult | None:
+    """The finished fit in ``out_dir`` when it was made from the same checkpoint, settings and data."""
+    path = Path(out_dir) / "finetune.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    if (record.get("config") != json.loads(json.dumps(asdict(config))) or record.get("fingerprint") != fingerprint
+            or record.get("source_checkpoint") != str(checkpoint)):
+        return None
+    return FitResult(Path(out_dir), record["classes"], pd.DataFrame(record["history"]), record["best_epoch"],
+                     record["seconds"])
+
+
+def _record(config: FinetuneConfig, history: pd.DataFrame, best_epoch: int, weights: torch.Tensor, seconds: float,
+            **extra) -> dict:
+    return {"config": asdict(config), "history": history.to_dict(orient="records"), "best_epoch": best_epoch,
+            "class_weights": weights.tolist(), "seconds": round(seconds, 2), **extra}
+
+
+def fit_cell_classifier(adata: AnnData, label_key: str, checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
+                        config: FinetuneConfig = FinetuneConfig(), *, reuse: bool = False,
+                        progress: bool = True) -> FitResult:
+    """Fine-tune a cell classifier on ``adata.obs[label_key]`` (all cells of ``adata`` are training data; a
+    stratified ``validation_fraction`` of them is held out for early stopping) and save it to ``out_dir``.
+    ``reuse``: return the fit already in ``out_dir`` if it was made from the same checkpoint, settings, cells
+    and labels."""
+    if label_key not in adata.obs:
+        raise KeyError(f"adata.obs has no column {label_key!r}; columns: {list(adata.obs.columns)}")
+    labels = adata.obs[label_key]
+    if labels.isna().any():
+        raise ValueError(f"{int(labels.isna().sum())} cells have no {label_key!r} label; drop them first")
+    start = time.perf_counter()
+    labels = labels.astype(str).to_numpy()
+    fingerprint = _fingerprint(adata.obs_names, labels)
+    if reuse and (done := _reuse(out_dir, checkpoint, config, fingerprint)):
+        return done
+    classes = sorted(set(labels))
+    classifier, tokenizer, max_genes = _build(checkpoint, "cell", classes, config)
+    cells, overlap = CellTokens.from_adata(adata, tokenizer, max_genes)
+    target = np.searchsorted(classes, labels)
+    train_index, val_index = _split(target, config.validation_fraction, config.seed)
+    weights = _class_weights(target[train_index], len(classes), config.class_weight)
+    history, best = _train(classifier, cells, lambda index, ids, split: torch.from_numpy(target[index]),
+                           train_index, val_index, weights, config, progress)
+    seconds = time.perf_counter() - start
+    directory = save_classifier(classifier.cpu(), out_dir, source=checkpoint, record=_record(
+        config, history, best, weights, seconds, fingerprint=fingerprint, label_key=label_key, max_genes=max_genes,
+        gene_overlap=overlap,
+        n_train=len(train_index), n_validation=len(val_index)))
+    return FitResult(directory, classes, history, best, seconds)
+
+
+def _probabilities(classifier: Classifier, cells: CellTokens, batch_size: int, device: torch.device):
+    """Softmax outputs batch by batch: yields (cell index, input_ids, probabilities) on CPU."""
+    classifier.to(device).eval()
+    with torch.no_grad():
+        for index in length_batches(cells.lengths(), batch_size):
+            batch = {k: v.to(device) for k, v in collate(cells, index, pad_id=classifier.encoder.config.pad_id).items()}
+            yield index, batch["input_ids"].cpu(), classifier(**batch).float().softmax(-1).cpu()
+
+
+def predict_cells(adata: AnnData, directory: str | os.PathLike, *, key_added: str = "genecompass_prediction",
+                  batch_size: int = 64, device: str | None = None, copy: bool = False) -> AnnData | None:
+    """Predict the cells of ``adata`` with the fine-tuned cell classifier at ``directory``, scanpy-style:
+    ``obs[key_added]`` (categorical, the classes in training order), ``obsm[f"{key_added}_probabilities"]``
+    (n_cells × n_classes) and ``uns[key_added]`` (classes, checkpoint). Mouse and human cells may be mixed: each
+    gets its own species token and genes are looked up in that species' vocabulary."""
+    adata = adata.copy() if copy else adata
+    classifier, record = load_classifier(directory)
+    if classifier.task != "cell":
+        raise ValueError(f"{directory} holds a {classifier.task} classifier, not a cell classifier")
+    cells, overlap = CellTokens.from_adata(adata, Tokenizer.load(directory), record["max_genes"])
+    probabilities = np.zeros((adata.n_obs, len(classifier.classes)), dtype=np.float32)
+    for index, _, probs in _probabilities(classifier, cells, batch_size, _device(device)):
+        probabilities[index] = probs.numpy()
+    adata.obs[key_added] = pd.Categorical(np.asarray(classifier.classes)[probabilities.argmax(1)],
+                                          categories=classifier.classes)
+    adata.obsm[f"{key_added}_probabilities"] = probabilities
+    adata.uns[key_added] = {"classes": list(classifier.classes), "checkpoint": str(directory), "gene_overlap": overlap}
+    return adata if copy else None
+
+
+def fit_gene_classifier(cells: CellTokens, token_labels: pd.Series, checkpoint: str | os.PathLike,
+                        out_dir: str | os.PathLike, config: FinetuneConfig = FinetuneConfig(), *,
+                        groups: pd.Series | None = None, reuse: bool = False, progress: bool = True) -> FitResult:
+    """Fine-tune a gene-token classifier: ``token_labels`` maps token id → class; every occurrence of a labelled
+    token in ``cells`` is a training example (other tokens are context only). A ``validation_fraction`` of the
+    labelled genes — whole ``groups`` (token id → gene key, e.g. a human gene and its mouse ortholog), stratified
+    by label — is held out for early stopping. Cells are cut to ``config.max_genes`` by the caller's
+    :class:`CellTokens` or the model's length. ``reuse`` as in :func:`fit_cell_classifier`."""
+    start = time.perf_counter()
+    token_labels = token_labels.dropna()
+    fingerprint = _fingerprint(token_labels.index, token_labels, [len(x) for x in cells.ids],
+                               *(cells.ids[i][:8] for i in range(0, len(cells), max(1, len(cells) // 50))))
+    if reuse and (done := _reuse(out_dir, checkpoint, config, fingerprint)):
+        return done
+    classes = sorted(set(token_labels.astype(str)))
+    classifier, _, max_genes = _build(checkpoint, "gene", classes, config)
+    vocab_size = classifier.encoder.config.vocab_size
+    tokens = token_labels.index.to_numpy(dtype=np.int64)
+    if len(tokens) and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        raise ValueError(f"token ids must lie in [0, {vocab_size}); got {tokens.min()}..{tokens.max()}")
+    cells = cells.head(max_genes)
+    keys = (groups.reindex(token_labels.index) if groups is not None else pd.Series(tokens, index=tokens)).to_numpy()
+    gene_keys, first = np.unique(keys.astype(str), return_index=True)
+    gene_class = np.searchsorted(classes, token_labels.astype(str).to_numpy()[first])
+    train_genes, val_genes = _split(gene_class, config.validation_fraction, config.seed)
+    in_val = np.isin(keys.astype(str), gene_keys[val_genes])
+    maps = {split: np.full(vocab_size, IGNORE, dtype=np.int64) for split in ("train", "val")}
+    target = np.searchsorted(classes, token_labels.astype(str).to_numpy())
+    maps["train"][tokens[~in_val]] = target[~in_val]
+    maps["val"][tokens[in_val]] = target[in_val]
+    all_ids = np.concatenate(cells.ids) if len(cells) else np.zeros(0, dtype=np.int64)
+    cell_of = np.repeat(np.arange(len(cells)), cells.lengths())
+    train_index, val_index = (np.unique(cell_of[maps[split][all_ids] != IGNORE]) for split in ("train", "val"))
+    if not len(train_index) or not len(val_index):
+        raise ValueError("no cell holds a labelled training (or validation) token: check token_labels against "
+                         "the cells' token ids")
+    occurrences = maps["train"][all_ids]
+    weights = _class_weights(occurrences[occurrences != IGNORE], len(classes), config.class_weight)
+    history, best = _train(classifier, cells, lambda index, ids, split: torch.from_numpy(maps[split])[ids],
+                           train_index, val_index, weights, config, progress)
+    seconds = time.perf_counter() - start
+    directory = save_classifier(classifier.cpu(), out_dir, source=checkpoint, record=_record(
+        config, history, best, weights, seconds, fingerprint=fingerprint, max_genes=max_genes,
+        n_train_genes=len(train_genes),
+        n_validation_genes=len(val_genes), n_train_cells=len(train_index), n_validation_cells=len(val_index)))
+    return FitResult(directory, classes, history, best, seconds)
+
+
+def predict_genes(cells: CellTokens, directory: str | os.PathLike, *, batch_size: int = 64,
+                  device: str | None = None) -> pd.DataFrame:
+    """Per token id seen in ``cells``: in how many cells it occurs (``n_cells``) and its class probabilities
+    averaged over those cells (``probability_<class>``), and the ``prediction`` (most probable class)."""
+    classifier, record = load_classifier(directory)
+    if classifier.task != "gene":
+        raise ValueError(f"{directory} holds a {classifier.task} classifier, not a gene classifier")
+    cut = cells.head(record["max_genes"])
+    vocab_size, n_classes = classifier.encoder.config.vocab_size, len(classifier.classes)
+    sums = torch.zeros(vocab_size, n_classes, dtype=torch.float64)
+    counts = torch.zeros(vocab_size, dtype=torch.float64)
+    pad = classifier.encoder.config.pad_id
+    for _, input_ids, probs in _probabilities(classifier, cut, batch_size, _device(device)):
+        real = input_ids != pad
+        sums.index_add_(0, input_ids[real], probs[real].double())
+        counts.index_add_(0, input_ids[real], torch.ones(int(real.sum()), dtype=torch.float64))
+    seen = np.flatnonzero(counts.numpy() > 0)
+    mean = (sums[seen] / counts[seen, None]).numpy()
+    table = pd.DataFrame(mean, index=pd.Index(seen, name="token"),
+                         columns=[f"probability_{c}" for c in classifier.classes])
+    table.insert(0, "n_cells", counts.numpy()[seen].astype(np.int64))
+    table["prediction"] = np.asarray(classifier.classes)[mean.argmax(1)]
+    return table
