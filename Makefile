@@ -27,7 +27,7 @@ run: setup
 	$(BIN)/python -m gc_lib.core.run_notebooks --profile $(PROFILE)
 
 test: setup
-	$(BIN)/ruff check gc_lib tests benchmarks
+	$(BIN)/ruff check gc_lib tests benchmarks notebooks
 	$(BIN)/python -m pytest tests/unit tests/notebooks
 
 unit: setup

@@ -2,6 +2,9 @@
 
 Everything the project writes goes through here, so an interrupted run never leaves a partial
 Parquet table, JSON manifest or extracted archive that a later run would mistake for finished work.
+The temporary files of :mod:`tempfile` are private (0600, directories 0700); what lands under the final name gets
+the permissions an ordinary ``open()``/``mkdir()`` would give it (0666 / 0777 minus the process umask), so
+outputs stay readable by the group and others exactly as the user's umask intends.
 """
 from __future__ import annotations
 
@@ -14,12 +17,35 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc/self/status``); elsewhere it is
+    set and restored at once (``os.umask`` can only be read by writing it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: Path, dest: Path, is_dir: bool) -> None:
+    """Give ``tmp`` the permissions a plain create would have, then rename it onto ``dest``."""
+    os.chmod(tmp, (0o777 if is_dir else 0o666) & ~current_umask())
+    if is_dir and dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+
+
 @contextmanager
 def atomic_path(dest: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success rename it onto ``dest``, on error delete it.
 
     The temporary lives in the same directory so the final ``os.replace`` is a same-filesystem rename.
-    For directories an existing ``dest`` is replaced whole.
+    For directories an existing ``dest`` is replaced whole. The result has mode 0666 (directories 0777) minus the
+    umask, not the temporary's private 0600/0700.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -32,12 +58,7 @@ def atomic_path(dest: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         tmp = Path(name)
     try:
         yield tmp
-        if is_dir:
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
-        else:
-            os.replace(tmp, dest)
+        _publish(tmp, dest, is_dir)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,28 +1,84 @@
-"""Run profiles: one name that sizes every notebook (DESIGN.md §2).
+"""Run profiles: one name that sizes every notebook (DESIGN.md §2), and the one table of those sizes.
 
-A profile changes sizes and sources, never the code path. Notebooks read their defaults from here and
-let any knob in their ``parameters`` cell override it.
+A profile changes sizes and sources, never the code path. Every size that differs between ``ci``, ``local`` and
+``full`` lives in :data:`NOTEBOOK_SIZES`, one entry per notebook; a notebook reads its defaults with
+``get_profile(PROFILE).sizes("03_pretraining")`` and lets any knob of its ``parameters`` cell (a papermill
+parameter) override them.
 
-- ``ci``: the smallest sizes; every notebook in minutes on 2 CPU cores (what `make test` runs).
-- ``local``: the default of the main job: the whole offline bundle on one CPU machine, about an hour in all.
+- ``ci``: the smallest sizes; every notebook in minutes on 2 CPU cores (what ``make test`` runs).
+- ``local``: the default of the main job: the whole offline bundle on one CPU machine, under two hours in all.
 - ``full``: real atlases (network) and a GPU; multi-GPU through torchrun.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+
+#: notebook → profile → its sizes. Within a notebook every profile names the same keys (a test checks).
+NOTEBOOK_SIZES: dict[str, dict[str, dict]] = {
+    "00_data": {
+        "ci": {"max_cells_per_dataset": 2_000},
+        "local": {"max_cells_per_dataset": None},
+        "full": {"max_cells_per_dataset": None},
+    },
+    "02_prior_knowledge": {  # gene2vec dimension, walks per gene, cells per dataset for co-expression, UMAP genes
+        "ci": {"dim": 32, "walks": 4, "coexpr_cells": 500, "umap_genes": 1_500},
+        "local": {"dim": 128, "walks": 10, "coexpr_cells": 5_000, "umap_genes": 6_000},
+        "full": {"dim": 256, "walks": 10, "coexpr_cells": 20_000, "umap_genes": 10_000},
+    },
+    "03_pretraining": {  # model preset (+ overrides), steps of the main run and of each ablation, batch, genes
+        "ci": {"preset": "tiny", "model_overrides": {"d_model": 64, "d_ff": 256}, "steps": 40, "ablation_steps": 40,
+               "batch_size": 8, "max_genes": 128, "learning_rate": 2e-3, "umap_cells": 300},
+        "local": {"preset": "tiny", "model_overrides": {}, "steps": 1_000, "ablation_steps": 300,
+                  "batch_size": 16, "max_genes": 512, "learning_rate": 1e-3, "umap_cells": None},
+        "full": {"preset": "base", "model_overrides": {}, "steps": 100_000, "ablation_steps": 5_000,
+                 "batch_size": 32, "max_genes": 2047, "learning_rate": 1e-4, "umap_cells": None},
+    },
+    "04_scaling_curves": {  # nested corpus fractions, model sizes (overrides of the tiny preset), training length:
+        # every run trains `epochs` passes over its own fraction, steps = ceil(epochs × cells / batch) ≤ max_steps
+        "ci": {"fractions": [0.03, 0.1, 0.3], "epochs": 1, "max_steps": 200, "batch_size": 8, "max_genes": 128,
+               "learning_rate": 2e-3,
+               "model_sizes": [{"n_layers": 1, "d_model": 32, "n_heads": 2, "d_ff": 128},
+                               {"n_layers": 2, "d_model": 64, "n_heads": 2, "d_ff": 256}]},
+        "local": {"fractions": [0.05, 0.2, 1.0], "epochs": 1, "max_steps": 1_000, "batch_size": 16,
+                  "max_genes": 256, "learning_rate": 1e-3,
+                  "model_sizes": [{"n_layers": 1, "d_model": 64, "n_heads": 2, "d_ff": 256},
+                                  {"n_layers": 2, "d_model": 128, "n_heads": 2, "d_ff": 512}]},
+        "full": {"fractions": [0.01, 0.1, 1.0], "epochs": 1, "max_steps": 200_000, "batch_size": 32,
+                 "max_genes": 2047, "learning_rate": 2e-4,
+                 "model_sizes": [{"n_layers": 4, "d_model": 256, "n_heads": 4, "d_ff": 1024},
+                                 {"n_layers": 6, "d_model": 512, "n_heads": 8, "d_ff": 2048},
+                                 {"n_layers": 12, "d_model": 768, "n_heads": 12, "d_ff": 3072}]},
+    },
+    "05_cell_type_annotation": {  # fine-tuning length and input; the Census tissue of the cross-species run
+        "ci": {"epochs": 3, "max_genes": 64, "batch_size": 16, "cross_species_tissue": None},
+        "local": {"epochs": 8, "max_genes": 256, "batch_size": 16, "cross_species_tissue": None},
+        "full": {"epochs": 10, "max_genes": 2047, "batch_size": 32, "cross_species_tissue": "lung"},
+    },
+    "09_dosage_sensitivity": {  # gene filter, cells sampled per gene, fine-tuning epochs
+        "ci": {"min_cells": 5, "cells_per_gene": 8, "epochs": 2},
+        "local": {"min_cells": 10, "cells_per_gene": 10, "epochs": 3},
+        "full": {"min_cells": 10, "cells_per_gene": 200, "epochs": 10},
+    },
+}
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
-    max_cells_per_dataset: int | None  # cap on cells loaded from each dataset (None = all)
-    use_atlases: bool                  # fetch real atlases over the network (CELLxGENE Census, GEO)
+    use_atlases: bool  # fetch real atlases over the network (CELLxGENE Census, GEO)
+
+    def sizes(self, notebook: str) -> dict:
+        """This profile's sizes for ``notebook`` (a copy: a notebook may change it freely)."""
+        if notebook not in NOTEBOOK_SIZES:
+            raise ValueError(f"no sizes for notebook {notebook!r}; known: {sorted(NOTEBOOK_SIZES)}")
+        return copy.deepcopy(NOTEBOOK_SIZES[notebook][self.name])
 
 
 PROFILES: dict[str, Profile] = {
-    "ci": Profile("ci", max_cells_per_dataset=2_000, use_atlases=False),
-    "local": Profile("local", max_cells_per_dataset=None, use_atlases=False),
-    "full": Profile("full", max_cells_per_dataset=None, use_atlases=True),
+    "ci": Profile("ci", use_atlases=False),
+    "local": Profile("local", use_atlases=False),
+    "full": Profile("full", use_atlases=True),
 }
 
 

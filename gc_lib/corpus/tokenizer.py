@@ -27,7 +27,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from ..core.atomic import atomic_path, write_json, write_parquet
-from ..inputs.contract import SPECIES, check_counts_adata, counts_matrix
+from ..inputs.contract import SPECIES, check_counts_adata, counts_matrix, is_ensembl_gene_id
+from ..inputs.conversion import map_genes
 from . import _kernels as kernels
 from .vocab import SPECIAL_TOKENS, Vocabulary
 
@@ -113,6 +114,20 @@ def rank_rows(counts: sp.csr_matrix, col_token: np.ndarray, col_median: np.ndarr
     return TokenizedCells(ids[:used], values[:used], offsets, rows)
 
 
+def _one_species(adata: AnnData, species: str | None) -> str:
+    """The one species of ``adata``'s cells: ``obs["species"]``, else ``species``; they must agree."""
+    if "species" not in adata.obs:
+        if species is None:
+            raise ValueError(f"obs['species'] is missing: set it or pass species= (one of {SPECIES})")
+        return species
+    found = adata.obs["species"].astype(str).unique()
+    if len(found) != 1:
+        raise ValueError(f"tokenise one species at a time; obs['species'] holds {list(found)}")
+    if species is not None and species != found[0]:
+        raise ValueError(f"species={species!r} but obs['species'] is {found[0]!r}")
+    return str(found[0])
+
+
 class Tokenizer:
     """Vocabulary + per-token medians + ranking options; tokenises CSR rows, AnnData and files.
 
@@ -154,21 +169,30 @@ class Tokenizer:
         return rank_rows(counts, col_token, col_median, n_top=self.n_top, library_size=self.library_size,
                          n_tokens=len(self.vocab), keep=keep, row_offset=row_offset)
 
-    def tokenize(self, adata: AnnData, *, dataset: str | None = None) -> pa.Table:
-        """Tokenise a contract AnnData (checked first) into a table with :data:`SHARD_SCHEMA`.
+    def tokenize(self, adata: AnnData, *, dataset: str | None = None, species: str | None = None) -> pa.Table:
+        """Tokenise an AnnData into a table with :data:`SHARD_SCHEMA`.
 
-        ``dataset`` fills the ``dataset`` column (default: ``obs["dataset"]`` if it holds one value, else "adata").
+        A contract AnnData is checked first and tokenised as is. One whose var_names hold no Ensembl ID (gene
+        symbols, as scanpy writes them) has its genes mapped first, as :func:`gc_lib.inputs.conversion.to_contract`
+        maps them (ambiguous and unknown symbols dropped, a warning under 80 % mapped); cells whose counts were
+        all in dropped genes are skipped, and ``row`` still indexes the input's cells. ``species`` is needed when
+        ``obs`` has no "species" column (and must agree with it when it has one). ``dataset`` fills the
+        ``dataset`` column (default: ``obs["dataset"]`` if it holds one value, else "adata").
         """
-        check_counts_adata(adata)
-        species = adata.obs["species"].astype(str).unique()
-        if len(species) != 1:
-            raise ValueError(f"tokenise one species at a time; obs['species'] holds {list(species)}")
+        keep = None
+        if adata.n_vars and not is_ensembl_gene_id(adata.var_names).any():
+            adata = map_genes(adata, species=_one_species(adata, species))
+            keep = np.diff(sp.csr_matrix(adata.X).indptr) > 0
+            check_counts_adata(adata if keep.all() else adata[keep])
+        else:
+            check_counts_adata(adata)
+        name = _one_species(adata, species)
         if dataset is None:
             names = adata.obs["dataset"].astype(str).unique() if "dataset" in adata.obs else []
             dataset = names[0] if len(names) == 1 else "adata"
-        col_token, col_median = self.column_tables(adata.var_names, species[0])
-        cells = self.tokenize_rows(sp.csr_matrix(counts_matrix(adata)), col_token, col_median)
-        return cells.to_table(species[0], dataset)
+        col_token, col_median = self.column_tables(adata.var_names, name)
+        cells = self.tokenize_rows(sp.csr_matrix(counts_matrix(adata)), col_token, col_median, keep=keep)
+        return cells.to_table(name, dataset)
 
     def coverage(self, gene_ids, species: str) -> dict[str, int]:
         """How many of a dataset's genes the vocabulary knows (genes outside it are ignored when tokenising)."""

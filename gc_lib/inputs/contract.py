@@ -23,6 +23,7 @@ from anndata import AnnData
 SPECIES: tuple[str, ...] = ("human", "mouse")
 ENSEMBL_PREFIX = {"human": "ENSG", "mouse": "ENSMUSG"}
 _ENSEMBL_GENE = re.compile(r"^ENS(MUS)?G\d{11}(\.\d+)?$")
+_ENTREZ_GENE = re.compile(r"^(GeneID:)?\d+$", re.IGNORECASE)
 
 
 def counts_matrix(adata: AnnData):
@@ -33,6 +34,15 @@ def counts_matrix(adata: AnnData):
 def is_ensembl_gene_id(names) -> np.ndarray:
     """Boolean mask: which of ``names`` look like Ensembl human/mouse gene IDs (version suffix allowed)."""
     return np.fromiter((bool(_ENSEMBL_GENE.match(str(n))) for n in names), dtype=bool, count=len(names))
+
+
+def is_entrez_gene_id(names) -> np.ndarray:
+    """Boolean mask: which of ``names`` look like NCBI/Entrez gene IDs (``GeneID:7157`` or a plain ``7157``).
+
+    Such names are neither Ensembl IDs nor symbols (a plain integer is also what a default AnnData index
+    holds), so gene mapping looks for symbols elsewhere instead of resolving them as symbols.
+    """
+    return np.fromiter((bool(_ENTREZ_GENE.match(str(n).strip())) for n in names), dtype=bool, count=len(names))
 
 
 def _examples(values, k: int = 3) -> str:
@@ -51,7 +61,8 @@ def check_gene_ids(names) -> None:
     if not ok.any():
         raise ValueError(
             f"var_names are not Ensembl gene IDs (e.g. {_examples(names)}). Put Ensembl IDs in var_names "
-            f"and symbols in var['gene_symbol']; gc_lib.inputs.genes.map_symbols_to_ensembl maps symbols.")
+            f"and symbols in var['gene_symbol']; gc_lib.inputs.conversion.to_contract(adata, species=...) "
+            f"maps gene symbols to Ensembl IDs.")
     if not ok.all():
         raise ValueError(f"{(~ok).sum()} of {len(names)} var_names are not Ensembl gene IDs "
                          f"(e.g. {_examples(names[~ok])}); drop or map them first.")

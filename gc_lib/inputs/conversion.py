@@ -10,6 +10,11 @@ matrix came from:
 - ``var_names`` become version-less Ensembl gene IDs of the given species (``ENSG…\\.12 → ENSG…``), taken
   from ``var_names`` or an ID column; symbols go to ``var["gene_symbol"]``; genes without such an ID are
   dropped and columns that map to the same ID are summed;
+- where no Ensembl ID is found (the scanpy case: symbols as ``var_names``; or Entrez IDs with a symbol
+  column), the gene symbols are mapped to Ensembl IDs through the HGNC/MGI tables
+  (:func:`gc_lib.inputs.genes.map_symbols_to_ensembl`: approved → previous → alias; ambiguous and unknown
+  symbols dropped), with the counts per tier in ``uns["gc_lib"]["symbol_mapping"]`` and a warning when fewer
+  than 80 % of the genes map;
 - cells left with no counts are dropped; ``obs["species"]`` and ``obs["dataset"]`` are set;
 - what was chosen and how much was dropped is recorded in ``uns["gc_lib"]``;
 - :func:`gc_lib.inputs.contract.check_counts_adata` has the last word, so e.g. log-normalised values raise a
@@ -18,6 +23,7 @@ matrix came from:
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -26,14 +32,19 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .contract import ENSEMBL_PREFIX, SPECIES, check_counts_adata, is_ensembl_gene_id
+from .contract import ENSEMBL_PREFIX, SPECIES, check_counts_adata, counts_matrix, is_ensembl_gene_id, is_entrez_gene_id
+from .genes import map_symbols_to_ensembl
 
 #: var columns that commonly hold Ensembl IDs (10x/scanpy, CELLxGENE, Geneformer-style files), in order tried.
 GENE_ID_COLUMNS: tuple[str, ...] = ("gene_ids", "gene_id", "feature_id", "ensembl_id", "ensembl_gene_id",
                                     "gene_ensembl_id", "ensembl_ids", "ensembl")
-#: var columns that commonly hold gene symbols, used when ``var_names`` are already Ensembl IDs.
+#: var columns that commonly hold gene symbols, in order tried: read as symbols when ``var_names`` are Ensembl
+#: IDs, and mapped to Ensembl IDs when no Ensembl ID is found (then before var_names themselves).
 SYMBOL_COLUMNS: tuple[str, ...] = ("gene_symbol", "gene_symbols", "feature_name", "gene_name", "gene_names",
                                    "symbol")
+#: below this fraction of gene symbols mapped to Ensembl IDs, the mapping warns (the species may be wrong, or
+#: the symbols outdated)
+MIN_MAPPED_FRACTION = 0.8
 _VERSION_SUFFIX = re.compile(r"\.\d+$")
 
 
@@ -96,31 +107,111 @@ def _pick_column(var: pd.DataFrame, wanted: str | None, usual: Sequence[str], wh
     return next((c for c in usual if c in var.columns), None)
 
 
-def plan_genes(var: pd.DataFrame, species: str, gene_id_column: str | None,
-                symbol_column: str | None) -> GenePlan:
-    """IDs from ``gene_id_column``, else var_names if mostly Ensembl, else the first usual ID column; symbols
-    from ``symbol_column``, else the old var_names (when IDs came from a column), else a usual symbol column."""
-    names = pd.Index(var.index.astype(str))
-    id_col = _pick_column(var, gene_id_column, (), "gene_id_column")
-    if id_col is None and is_ensembl_gene_id(names).mean() < 0.5:
-        id_col = _pick_column(var, None, GENE_ID_COLUMNS, "gene_id_column")
-        if id_col is None:
-            raise ValueError(f"var_names are not Ensembl gene IDs (e.g. {list(names[:3])}) and var has none of "
-                             f"the usual ID columns {GENE_ID_COLUMNS}; pass gene_id_column=")
-    raw_ids = names.to_series(index=range(len(names))) if id_col is None else var[id_col].reset_index(drop=True)
-    sym_col = _pick_column(var, symbol_column, () if id_col is not None else SYMBOL_COLUMNS, "symbol_column")
-    if sym_col is not None:
-        symbols = var[sym_col].astype(object).where(var[sym_col].notna(), "").astype(str).to_numpy()
-    else:
-        symbols = names.to_numpy() if id_col is not None else np.full(len(names), "", dtype=object)
+def _as_str(values) -> pd.Series:
+    """Values as stripped strings on a 0..n-1 index, missing values as ""."""
+    values = pd.Series(np.asarray(values, dtype=object))
+    return values.where(values.notna(), "").astype(str).str.strip()
 
-    ids = raw_ids.astype(object).where(raw_ids.notna(), "").astype(str).str.strip()
-    ids = ids.str.replace(_VERSION_SUFFIX, "", regex=True)
+
+def _mostly(mask_fn, values: pd.Series) -> bool:
+    """True when at least half of the non-empty ``values`` pass ``mask_fn`` (and there is one)."""
+    filled = values[values != ""]
+    return bool(len(filled) and mask_fn(filled).mean() >= 0.5)
+
+
+def _ensembl_id_column(var: pd.DataFrame, names: pd.Series, gene_id_column: str | None) -> tuple[str | None, bool]:
+    """Where the Ensembl IDs are: ``(column, False)``, ``(None, True)`` for var_names, ``(None, False)`` for none.
+
+    ``gene_id_column`` is taken as is; else var_names when mostly Ensembl; else the first usual ID column
+    whose values are mostly Ensembl IDs (a ``gene_ids`` column of Entrez IDs does not count).
+    """
+    if gene_id_column is not None:
+        return _pick_column(var, gene_id_column, (), "gene_id_column"), False
+    if _mostly(is_ensembl_gene_id, names):
+        return None, True
+    found = next((c for c in GENE_ID_COLUMNS if c in var.columns and _mostly(is_ensembl_gene_id, _as_str(var[c]))),
+                 None)
+    return found, False
+
+
+def _tried(var: pd.DataFrame, names: pd.Series) -> str:
+    """What was looked at for Ensembl IDs, for error messages."""
+    entrez = ", they look like Entrez/NCBI gene IDs" if _mostly(is_entrez_gene_id, names) else ""
+    present = [c for c in GENE_ID_COLUMNS if c in var.columns]
+    columns = f"the ID columns {present} hold none" if present else f"var has none of the ID columns {GENE_ID_COLUMNS}"
+    return f"var_names are not Ensembl gene IDs (e.g. {list(names[:3])}{entrez}); {columns}"
+
+
+def _symbol_source(var: pd.DataFrame, names: pd.Series, symbol_column: str | None) -> tuple[str | None, str]:
+    """Where the gene symbols to map are: ``(column, label)``; column None means var_names.
+
+    ``symbol_column`` is taken as is; else the first usual symbol column with a value; else var_names unless
+    they look like Entrez IDs or plain integers. Raises ``ValueError`` naming what was tried when none is found.
+    """
+    column = _pick_column(var, symbol_column, (), "symbol_column")
+    if column is None:
+        column = next((c for c in SYMBOL_COLUMNS if c in var.columns and (_as_str(var[c]) != "").any()), None)
+    if column is not None:
+        return column, f"var[{column!r}]"
+    if (names != "").any() and not _mostly(is_entrez_gene_id, names):
+        return None, "var_names"
+    raise ValueError(f"no genes found. Tried Ensembl IDs: {_tried(var, names)}. Tried gene symbols: var has none "
+                     f"of the symbol columns {SYMBOL_COLUMNS} and var_names are not symbols. Pass "
+                     f"gene_id_column= (a var column of Ensembl IDs) or symbol_column= (a var column of symbols)")
+
+
+def _map_symbols(symbols: pd.Series, species: str, where: str, tried: str) -> tuple[pd.Series, dict[str, Any]]:
+    """Ensembl IDs ("" where unmapped) of gene ``symbols`` and the mapping record for ``uns["gc_lib"]``.
+
+    Tiers as :func:`gc_lib.inputs.genes.map_symbols_to_ensembl` (ambiguous and unknown symbols are dropped).
+    Warns when under :data:`MIN_MAPPED_FRACTION` of the genes map; raises ``ValueError`` when none does.
+    """
+    ids, counts = map_symbols_to_ensembl(symbols.to_numpy(), species)
+    ids = _as_str(ids.to_numpy())
+    mapped = int((ids != "").sum())
+    record = {"source": where, **counts, "mapped": mapped, "mapped_fraction": mapped / max(len(ids), 1)}
+    tiers = ", ".join(f"{k} {counts[k]}" for k in ("approved", "previous", "alias", "ambiguous", "unknown"))
+    if not mapped:
+        raise ValueError(f"no genes found. Tried Ensembl IDs: {tried}. Tried gene symbols: none of the {len(ids)} "
+                         f"in {where} (e.g. {list(symbols[:3])}) is a {species} symbol ({tiers}). Is "
+                         f"species={species!r} right? Else pass gene_id_column= (a var column of Ensembl IDs) or "
+                         f"symbol_column= (a var column of symbols)")
+    if record["mapped_fraction"] < MIN_MAPPED_FRACTION:
+        warnings.warn(f"only {mapped} of {len(ids)} gene symbols in {where} ({record['mapped_fraction']:.0%}) map "
+                      f"to {species} Ensembl IDs ({tiers}); the others are dropped. Are they {species} symbols?",
+                      UserWarning, stacklevel=4)
+    return ids, record
+
+
+def plan_genes(var: pd.DataFrame, species: str, gene_id_column: str | None,
+               symbol_column: str | None) -> GenePlan:
+    """How the genes of ``var`` become contract genes: Ensembl IDs, symbols, drops and sums.
+
+    IDs come from ``gene_id_column``, else var_names if mostly Ensembl, else the first usual ID column holding
+    Ensembl IDs; symbols then from ``symbol_column``, else the old var_names (when IDs came from a column),
+    else a usual symbol column. With no Ensembl IDs anywhere, gene symbols (``symbol_column``, a usual symbol
+    column, or var_names unless they are Entrez IDs) are mapped to Ensembl IDs through the HGNC/MGI tables and
+    the counts per tier recorded in ``info["symbol_mapping"]``.
+    """
+    names = _as_str(var.index)
+    id_col, ids_in_names = _ensembl_id_column(var, names, gene_id_column)
+    mapping = None
+    if id_col is not None or ids_in_names:
+        ids = (names if ids_in_names else _as_str(var[id_col])).str.replace(_VERSION_SUFFIX, "", regex=True)
+        sym_col = _pick_column(var, symbol_column, () if id_col is not None else SYMBOL_COLUMNS, "symbol_column")
+        symbols = _as_str(var[sym_col]) if sym_col else (names if id_col is not None else _as_str([""] * len(names)))
+        id_source = "var_names" if ids_in_names else f"var[{id_col!r}]"
+        symbol_source = f"var[{sym_col!r}]" if sym_col else ("var_names" if id_col is not None else "none")
+    else:
+        sym_col, symbol_source = _symbol_source(var, names, symbol_column)
+        symbols = names if sym_col is None else _as_str(var[sym_col])
+        ids, mapping = _map_symbols(symbols, species, symbol_source, _tried(var, names))
+        id_source = f"symbols in {symbol_source}"
     keep = ids.str.fullmatch(ENSEMBL_PREFIX[species] + r"\d{11}").to_numpy(dtype=bool)
     if not keep.any():
-        raise ValueError(f"no {species} Ensembl gene IDs ({ENSEMBL_PREFIX[species]}…) in "
-                         f"{'var_names' if id_col is None else f'var[{id_col!r}]'} (e.g. {list(ids[:3])}); "
-                         f"is species={species!r} right, or is the ID in another column (gene_id_column=)?")
+        raise ValueError(f"no {species} Ensembl gene IDs ({ENSEMBL_PREFIX[species]}…) in {id_source} "
+                         f"(e.g. {list(ids[:3])}); is species={species!r} right, or is the ID in another column "
+                         f"(gene_id_column=)?")
     positions = np.flatnonzero(keep)
     codes, uniques = pd.factorize(ids.to_numpy()[positions])
     first = np.unique(codes, return_index=True)[1]
@@ -131,11 +222,11 @@ def plan_genes(var: pd.DataFrame, species: str, gene_id_column: str | None,
     drop = [c for c in (id_col, sym_col, "gene_symbol") if c and c in var.columns]
     out = var.iloc[positions[first]].drop(columns=drop).copy()
     out.index = pd.Index(np.asarray(uniques, dtype=str))
-    out.insert(0, "gene_symbol", np.asarray(symbols[positions[first]], dtype=object))
-    info = {"gene_id_source": "var_names" if id_col is None else f"var[{id_col!r}]",
-            "symbol_source": "var_names" if sym_col is None and id_col is not None
-            else (f"var[{sym_col!r}]" if sym_col else "none"),
+    out.insert(0, "gene_symbol", symbols.to_numpy(dtype=object)[positions[first]])
+    info = {"gene_id_source": id_source, "symbol_source": symbol_source,
             "dropped_genes": int((~keep).sum()), "summed_duplicate_genes": int(len(positions) - len(uniques))}
+    if mapping is not None:
+        info["symbol_mapping"] = mapping
     return GenePlan(None if keep.all() else positions, merge, out, info)
 
 
@@ -143,9 +234,8 @@ def _constant(value: str, n: int) -> pd.Categorical:
     return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
 
 
-def apply_plan(plan: GenePlan, matrix, obs: pd.DataFrame, *, species: str, dataset: str | None,
-           info: dict[str, Any]) -> AnnData | None:
-    """Counts rows + their obs → a contract AnnData (checked), or None if every cell is empty."""
+def _gene_columns(plan: GenePlan, matrix) -> sp.csr_matrix:
+    """The count matrix's columns as the plan's genes: CSR float32, dropped columns out, duplicates summed."""
     X = sp.csr_matrix(matrix, dtype=np.float32)
     if plan.columns is not None:
         X = X[:, plan.columns]
@@ -153,6 +243,13 @@ def apply_plan(plan: GenePlan, matrix, obs: pd.DataFrame, *, species: str, datas
         X = sp.csr_matrix(X @ plan.merge)
     X.eliminate_zeros()
     X.sort_indices()
+    return X
+
+
+def apply_plan(plan: GenePlan, matrix, obs: pd.DataFrame, *, species: str, dataset: str | None,
+           info: dict[str, Any]) -> AnnData | None:
+    """Counts rows + their obs → a contract AnnData (checked), or None if every cell is empty."""
+    X = _gene_columns(plan, matrix)
     obs = obs.copy()
     nonempty = np.diff(X.indptr) > 0  # no stored non-zero (negative values are left for the contract to name)
     if not nonempty.all():
@@ -186,6 +283,24 @@ def check_species(species: str) -> None:
 
 
 
+def map_genes(adata: AnnData, *, species: str, gene_id_column: str | None = None,
+              symbol_column: str | None = None) -> AnnData:
+    """``adata``'s genes brought to the contract, every cell kept in order (the tokenizer's door).
+
+    Unlike :func:`to_contract` the counts are taken where the contract reads them (``layers["counts"]``, else
+    ``X``) and cells are not dropped, so row ``i`` is still the input's cell ``i`` (a cell whose counts were
+    all in dropped genes is left empty). Genes are planned as in :func:`to_contract` (Ensembl IDs found or
+    gene symbols mapped); ``obs["species"]`` is set and ``uns["gc_lib"]`` records the gene mapping. The result
+    is not checked: the caller decides what to do with empty cells.
+    """
+    check_species(species)
+    plan = plan_genes(adata.var, species, gene_id_column, symbol_column)
+    obs = adata.obs.copy()
+    obs["species"] = _constant(species, len(obs))
+    return AnnData(X=_gene_columns(plan, counts_matrix(adata)), obs=obs, var=plan.var.copy(),
+                   uns={"gc_lib": dict(plan.info)})
+
+
 def to_contract(adata: AnnData, *, species: str, dataset: str | None = None, counts_layer: str | None = None,
                 gene_id_column: str | None = None, symbol_column: str | None = None,
                 source: str | None = None) -> AnnData:
@@ -195,6 +310,11 @@ def to_contract(adata: AnnData, *, species: str, dataset: str | None = None, cou
     name; default: found automatically); ``gene_id_column`` / ``symbol_column`` name the var columns of
     Ensembl IDs / symbols (default: detected); ``dataset`` fills ``obs["dataset"]``; ``source`` is recorded
     in ``uns["gc_lib"]`` and named in errors. Raises ``ValueError`` when the data cannot meet the contract.
+
+    Gene symbols are accepted where no Ensembl ID is found (symbols as ``var_names``, as scanpy writes them,
+    or in a symbol column): they are mapped to Ensembl IDs (:func:`plan_genes`) and
+    ``uns["gc_lib"]["symbol_mapping"]`` records ``source, symbols, approved, previous, alias, ambiguous,
+    unknown, mapped, mapped_fraction``; ``var["gene_symbol"]`` keeps the symbol as given.
     """
     check_species(species)
     label, matrix, var = choose_counts(memory_candidates(adata), counts_layer, lambda m: m)

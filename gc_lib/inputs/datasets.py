@@ -1,9 +1,9 @@
 """The offline bundle's single-cell datasets, loaded into the AnnData contract (DESIGN.md §3–4).
 
 ``load_dataset(name)`` fetches the files (:func:`gc_lib.inputs.sources.fetch`), reads them, rebuilds counts where
-a package ships only normalised values (PBMC 68k), maps gene symbols to Ensembl IDs
-(:func:`gc_lib.inputs.genes.map_symbols_to_ensembl`) and ends in :func:`gc_lib.inputs.conversion.to_contract`. What each
-step did is recorded in ``uns["gc_lib"]``.
+a package ships only normalised values (PBMC 68k) and ends in :func:`gc_lib.inputs.conversion.to_contract`, which
+maps gene symbols to Ensembl IDs where a file ships no IDs. What each step did is recorded in ``uns["gc_lib"]``
+(the symbol mapping's counts per tier in ``uns["gc_lib"]["symbol_mapping"]``, empty for files with IDs).
 
 Data that are not counts (the monocle lung FPKM table) are loaded by :func:`load_fpkm_lung`, flagged in
 ``uns["gc_lib"]["value_kind"]`` and kept out of :data:`BUNDLE`: they never enter the corpus as counts.
@@ -22,7 +22,6 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .conversion import to_contract
-from .genes import map_symbols_to_ensembl
 from .sources import SOURCES, fetch
 
 #: Largest distance from an integer tolerated when counts are rebuilt from normalised values. The PBMC 68k
@@ -151,13 +150,11 @@ def load_dataset(name: str, *, max_cells: int | None = None, seed: int = 0) -> A
         raise KeyError(f"no bundle dataset {name!r}; known: {sorted(BUNDLE)}") from None
     with _old_format_warnings_silenced():
         raw = spec.read()
-    mapping: dict = {}
-    if spec.gene_id_column is None:
-        ids, mapping = map_symbols_to_ensembl(raw.var_names, spec.species)
-        raw.var["gene_ids"] = ids.to_numpy()
-    adata = to_contract(raw, species=spec.species, dataset=name, counts_layer="X", gene_id_column="gene_ids",
+    # symbols as var_names (gene_id_column None) are mapped to Ensembl IDs by to_contract itself
+    adata = to_contract(raw, species=spec.species, dataset=name, counts_layer="X", gene_id_column=spec.gene_id_column,
                         source=", ".join(f"{s} ({SOURCES[s].archive.filename})" for s in spec.sources))
-    adata.uns["gc_lib"].update({"symbol_mapping": mapping, "note": spec.note,
+    adata.uns["gc_lib"].setdefault("symbol_mapping", {})
+    adata.uns["gc_lib"].update({"note": spec.note,
                                 **({"rebuild_max_deviation": raw.uns["rebuild_max_deviation"]}
                                    if "rebuild_max_deviation" in raw.uns else {})})
     if max_cells is not None and adata.n_obs > max_cells:

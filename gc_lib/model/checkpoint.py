@@ -4,7 +4,8 @@
     <dir>/model.safetensors    weights and prior buffers  ┘ a checkpoint is also a plain model directory
     <dir>/vocab.json           the vocabulary the model was trained on
     <dir>/optimizer.safetensors  AdamW moments and step counts, flattened to named tensors
-    <dir>/trainer_state.json   step, epoch, data-loader position, optimizer hyper-parameters, config
+    <dir>/trainer_state.json   step, data-loader position, optimizer hyper-parameters, the TrainConfig
+                               (:meth:`TrainConfig.from_checkpoint`), hashes of the corpus and priors trained on
     <dir>/rng.safetensors      torch CPU (and CUDA) generator states, so dropout continues exactly
     <dir>/metrics.json         the last logged train and held-out losses
 

@@ -13,10 +13,12 @@ and the warm-up + cosine learning rate. bf16 autocast on GPU; optional ``torch.c
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -54,6 +56,33 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "TrainConfig":
+        """The inverse of :meth:`to_dict` after a JSON round trip (``betas`` comes back as a tuple)."""
+        unknown = sorted(set(fields) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown} (written by a newer gc_lib?)")
+        fields = dict(fields)
+        if "betas" in fields:
+            fields["betas"] = tuple(fields["betas"])
+        return cls(**fields)
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | os.PathLike) -> "TrainConfig":
+        """The training config a pretraining checkpoint was saved with (``trainer_state.json``'s ``train_config``).
+
+        ``directory``: a checkpoint (``run/checkpoint``, ``run/checkpoints/step-*``) or a run directory, whose
+        ``run.json`` records the config the run was started with (``max_steps`` as it was then)."""
+        directory = Path(directory)
+        for name in ("trainer_state.json", "run.json"):
+            if (directory / name).exists():
+                record = json.loads((directory / name).read_text())
+                if "train_config" not in record:
+                    raise ValueError(f"{directory / name} records no train_config")
+                return cls.from_dict(record["train_config"])
+        raise FileNotFoundError(f"{directory} holds neither trainer_state.json (a pretraining checkpoint) nor "
+                                f"run.json (a pretraining run directory)")
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:

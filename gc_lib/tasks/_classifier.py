@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..core.atomic import atomic_path, write_json
+from ..inputs.fetch import sha256_file
 from ..model.architecture import GeneCompass, load_model, save_model
 
 TASKS = ("cell", "gene")
@@ -86,6 +87,39 @@ class Classifier(nn.Module):
         if layers and not head_only:
             for module in (encoder.genes, encoder.positions, encoder.embed_norm, *encoder.blocks[:layers]):
                 module.requires_grad_(False)
+
+
+SOURCE_FILES = ("config.json", "model.safetensors", *TOKENIZER_FILES)
+
+
+def source_hashes(checkpoint: str | os.PathLike) -> dict[str, str]:
+    """sha256 of each file of a pretrained checkpoint that decides what fine-tuning produces: the weights and config
+    (``model.safetensors``, ``config.json``) and the tokenizer (``vocab.json``, ``tokenizer.json``,
+    ``medians.parquet``). Content, not path or time: re-pretraining into the same folder changes them.
+
+    Recomputed on every call, not cached: a cache keyed by file metadata (inode, size, times) can miss a rewrite
+    within one timestamp tick, and one sequential read of the weights (~1 s per 500 MB) is small beside a fit."""
+    checkpoint = Path(checkpoint)
+    missing = [name for name in SOURCE_FILES if not (checkpoint / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{checkpoint} lacks {', '.join(missing)}: not a pretraining checkpoint directory")
+    return {name: sha256_file(checkpoint / name) for name in SOURCE_FILES}
+
+
+def reuse_differences(record: dict, key: dict) -> list[str]:
+    """What keeps a saved fit (its ``finetune.json`` ``record``) from being reused for a new one described by
+    ``key`` (``source_hashes``, ``task``, ``config``, ``data_fingerprint``): "weights" (naming the pretrained files
+    that changed), "settings", "data"; empty when it can be reused."""
+    differ = []
+    old = record.get("source_hashes") or {}
+    changed = [name for name, digest in key["source_hashes"].items() if old.get(name) != digest]
+    if changed:
+        differ.append(f"weights (pretrained {', '.join(changed)} changed)")
+    if record.get("task") != key["task"] or record.get("config") != key["config"]:
+        differ.append("settings")
+    if record.get("data_fingerprint") != key["data_fingerprint"]:
+        differ.append("data")
+    return differ
 
 
 def fresh_encoder_like(encoder: GeneCompass, seed: int) -> GeneCompass:

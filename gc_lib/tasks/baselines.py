@@ -2,8 +2,9 @@
 
 Independent benchmarks found single-cell foundation models often do not beat a logistic regression on
 log-normalised highly variable genes, or a kNN on principal components. Every model here is scored on the same
-stratified train/test splits (:func:`stratified_splits`), by accuracy and macro-F1 (:func:`scores`); every
-transform that learns from data (scaling, PCA) is fitted on the training cells of the split only.
+stratified train/test splits (:func:`stratified_splits`), by accuracy and macro-F1 (:func:`scores`, run over all
+splits by :func:`score_splits`); every transform that learns from data (HVG selection, scaling, PCA) is fitted on
+the training cells of the split only. Notebooks 04 and 05 share this protocol.
 """
 from __future__ import annotations
 
@@ -37,15 +38,31 @@ def scores(true, predicted) -> dict[str, float]:
             "macro_f1": float(f1_score(true, predicted, labels=labels, average="macro", zero_division=0))}
 
 
-def log_normalised_hvg(adata: AnnData, n_top_genes: int = 2000) -> np.ndarray:
-    """Counts normalised to 10,000 per cell, log1p, restricted to the ``n_top_genes`` most variable genes (all
-    genes when there are fewer): a dense (cells × genes) matrix. Gene selection uses no labels."""
+def log_normalise(adata: AnnData) -> AnnData:
+    """Counts normalised to 10,000 per cell, then log1p: a new float32 AnnData with ``adata``'s obs and var names.
+    Both steps work cell by cell, so nothing here learns from other cells."""
     lognorm = AnnData(counts_matrix(adata).astype(np.float32), obs=adata.obs[[]], var=adata.var[[]])
     sc.pp.normalize_total(lognorm, target_sum=1e4)
     sc.pp.log1p(lognorm)
-    if lognorm.n_vars > n_top_genes:
-        sc.pp.highly_variable_genes(lognorm, n_top_genes=n_top_genes, subset=True)
-    x = lognorm.X
+    return lognorm
+
+
+def hvg_mask(lognorm: AnnData, n_top_genes: int = 2000, fit_on: np.ndarray | None = None) -> np.ndarray:
+    """Which genes of the log-normalised ``lognorm`` are the ``n_top_genes`` most variable (all genes when there are
+    fewer), judged on the cells ``fit_on`` only (positions; None: all cells) — the training cells of a split, so
+    the test cells never choose the features. Uses no labels."""
+    if lognorm.n_vars <= n_top_genes:
+        return np.ones(lognorm.n_vars, dtype=bool)
+    fitted = lognorm if fit_on is None else lognorm[np.asarray(fit_on)].copy()
+    table = sc.pp.highly_variable_genes(fitted, n_top_genes=n_top_genes, inplace=False)
+    return np.asarray(table["highly_variable"], dtype=bool)
+
+
+def log_normalised_hvg(adata: AnnData, n_top_genes: int = 2000, *, fit_on: np.ndarray | None = None) -> np.ndarray:
+    """:func:`log_normalise`, restricted to the genes of :func:`hvg_mask` (chosen on the cells ``fit_on``): a dense
+    (cells × genes) matrix of every cell of ``adata``."""
+    lognorm = log_normalise(adata)
+    x = lognorm.X[:, hvg_mask(lognorm, n_top_genes, fit_on)]
     return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
 
 
@@ -80,3 +97,38 @@ def per_class_f1(true, predicted, classes) -> pd.Series:
     """F1 of each class (0 where a class is never predicted)."""
     values = f1_score(true, predicted, labels=list(classes), average=None, zero_division=0)
     return pd.Series(values, index=list(classes))
+
+
+def score_splits(method: str, predict, labels, splits, seeds) -> tuple[list[dict], dict]:
+    """Run ``predict(train, test, seed) → predicted labels of test`` on every (seed, split) and score it: rows
+    ``{method, seed, accuracy, macro_f1}`` for :func:`summarise`, and the predictions by ``(method, seed)``."""
+    labels = np.asarray(labels)
+    rows, predictions = [], {}
+    for seed, (train, test) in zip(seeds, splits):
+        predictions[method, seed] = np.asarray(predict(train, test, seed))
+        rows.append({"method": method, "seed": seed, **scores(labels[test], predictions[method, seed])})
+    return rows, predictions
+
+
+def per_class_table(labels, predictions: dict, splits, seeds, methods, classes) -> pd.DataFrame:
+    """Per-class F1 (:func:`per_class_f1`) averaged over seeds: one row per method, one column per class;
+    ``predictions`` maps ``(method, seed)`` to the test cells' predicted labels."""
+    labels = np.asarray(labels)
+    rows = {}
+    for method in methods:
+        per_seed = [per_class_f1(labels[test], predictions[method, seed], classes)
+                    for seed, (_, test) in zip(seeds, splits)]
+        rows[method] = pd.concat(per_seed, axis=1).mean(axis=1)
+    return pd.DataFrame(rows).T
+
+
+def verdict(summary: pd.DataFrame, ours: str) -> str:
+    """One sentence from a :func:`summarise` table: who has the best mean macro-F1, and how far ``ours`` is from it
+    (or, when ``ours`` wins, its margin over the runner-up). Said plainly when a simple baseline wins."""
+    best, mine = summary.index[0], summary.loc[ours, "macro_f1_mean"]
+    if best == ours:
+        runner_up = summary.index[1]
+        gap = mine - summary.loc[runner_up, "macro_f1_mean"]
+        return f"{ours} wins: macro-F1 {mine:.3f}, {gap:+.3f} over {runner_up}"
+    top = summary.loc[best, "macro_f1_mean"]
+    return f"{best} wins with macro-F1 {top:.3f}; {ours} reaches {mine:.3f}, {top - mine:.3f} lower"

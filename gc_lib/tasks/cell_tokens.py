@@ -38,6 +38,19 @@ class CellTokens:
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
 
+    def fingerprint(self) -> str:
+        """sha256 of everything a model is fed from these cells, in order: each cell's token ids, float values and
+        species code (one changed count changes a value or the rank order, hence the hash)."""
+        import hashlib
+
+        digest = hashlib.sha256(b"gc_lib.cell_tokens/1")
+        digest.update(self.lengths().tobytes())
+        for part, dtype in ((self.ids, np.int64), (self.values, np.float32)):
+            joined = np.concatenate(part) if len(part) else np.zeros(0)
+            digest.update(np.ascontiguousarray(joined, dtype=dtype).tobytes())
+        digest.update(np.ascontiguousarray(self.species, dtype=np.int64).tobytes())
+        return digest.hexdigest()
+
     def head(self, max_genes: int) -> "CellTokens":
         """The same cells cut to their ``max_genes`` highest-ranked genes."""
         return CellTokens([x[:max_genes] for x in self.ids], [x[:max_genes] for x in self.values], self.species)

@@ -23,7 +23,11 @@ tested on the mouse copy of a gene it was trained on.
 
 **Expression statistics** (:func:`token_statistics`) count, per token and species, the cells in which the
 token is among the first ``window`` ranks (what a model with that input length sees), so labelled genes
-that the corpus never shows can be set aside (:func:`restrict_to_expressed`).
+that the corpus never shows can be set aside (:func:`restrict_to_expressed`); :mod:`gc_lib.tasks.dosage_cells`
+computes them shard by shard and samples the cells that show each gene.
+
+**Evaluation**: :func:`out_of_fold_logistic` (a logistic regression per gene fold) and :func:`auc_table` (ROC AUC
+per fold, mean ± sd, and pooled); :func:`token_labels` gives a fine-tuned gene classifier its training labels.
 """
 from __future__ import annotations
 
@@ -31,7 +35,11 @@ import re
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from ..corpus.vocab import Vocabulary
 from ..inputs.contract import SPECIES
@@ -136,6 +144,51 @@ def attach_tokens(labels: pd.DataFrame, vocab: Vocabulary, *, mouse_orthologs: b
     return out
 
 
+def add_token_counts(totals: dict, codes: np.ndarray, ids: np.ndarray, lengths: np.ndarray, values: np.ndarray, *,
+                     n_tokens: int, window: int | None) -> dict:
+    """Add one block of cells to ``totals`` (per species code: cell count and per-token sums), checking its input.
+
+    The cells are given flat: ``codes`` (species per cell), ``ids``/``values`` (every cell's tokens concatenated in
+    rank order), ``lengths`` (tokens per cell). Blocks can come from any split of the corpus (shards, batches):
+    the sums do not depend on it. :func:`statistics_frame` turns the totals into :func:`token_statistics`.
+    """
+    if window is not None and window < 1:
+        raise ValueError(f"window must be a positive number of ranks or None; got {window}")
+    codes, ids, lengths = np.asarray(codes), np.asarray(ids, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+    unknown = sorted(set(np.unique(codes).tolist()) - set(range(len(SPECIES))))
+    if unknown:
+        raise ValueError(f"unknown species codes {unknown}; expected 0..{len(SPECIES) - 1} ({SPECIES})")
+    if len(values) != len(ids) or lengths.sum() != len(ids):
+        raise ValueError("input_ids and values differ in length in some cells")
+    if ids.size and (ids.min() < 0 or ids.max() >= n_tokens):
+        raise ValueError(f"token ids must lie in [0, {n_tokens}); got {ids.min()}..{ids.max()}")
+    species_of = np.repeat(codes, lengths)
+    rank = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    in_window = np.ones(len(ids), dtype=bool) if window is None else rank < window
+    for code in np.unique(codes).tolist():
+        mine = species_of == code
+        entry = totals.setdefault(code, {"cells": 0, "in_window": np.zeros(n_tokens, dtype=np.int64),
+                                         "detected": np.zeros(n_tokens, dtype=np.int64), "value": np.zeros(n_tokens)})
+        entry["cells"] += int((codes == code).sum())
+        entry["in_window"] += np.bincount(ids[mine & in_window], minlength=n_tokens)
+        entry["detected"] += np.bincount(ids[mine], minlength=n_tokens)
+        entry["value"] += np.bincount(ids[mine], weights=np.asarray(values, dtype=np.float64)[mine],
+                                      minlength=n_tokens)
+    return totals
+
+
+def statistics_frame(totals: dict, n_tokens: int) -> pd.DataFrame:
+    """The :func:`token_statistics` table from :func:`add_token_counts` totals (species in :data:`SPECIES` order)."""
+    out = pd.DataFrame(index=pd.RangeIndex(n_tokens, name="token_id"))
+    for code, name in enumerate(SPECIES):
+        if code in totals:
+            entry = totals[code]
+            out[f"n_cells_{name}"] = entry["in_window"]
+            out[f"detection_{name}"] = entry["detected"] / entry["cells"]
+            out[f"mean_value_{name}"] = entry["value"] / entry["cells"]
+    return out
+
+
 def token_statistics(cells: pd.DataFrame, n_tokens: int, *, window: int | None = None) -> pd.DataFrame:
     """Per token id ``0..n_tokens-1`` and per species present in ``cells``: how often the corpus shows it.
 
@@ -143,33 +196,28 @@ def token_statistics(cells: pd.DataFrame, n_tokens: int, *, window: int | None =
     ``input_ids`` (token ids in rank order, each at most once per cell) and ``values``.
     Columns per species ``s``: ``n_cells_s`` (cells with the token among the first ``window`` ranks; ``None``:
     anywhere), ``detection_s`` (fraction of the species' cells with the token at any rank) and ``mean_value_s``
-    (mean value over all the species' cells, 0 where absent).
+    (mean value over all the species' cells, 0 where absent). For a corpus on disk, stream it with
+    :func:`gc_lib.tasks.dosage_cells.corpus_token_statistics` (same table).
     """
-    if window is not None and window < 1:
-        raise ValueError(f"window must be a positive number of ranks or None; got {window}")
-    codes = cells["species"].to_numpy()
-    unknown = sorted(set(np.unique(codes).tolist()) - set(range(len(SPECIES))))
-    if unknown:
-        raise ValueError(f"unknown species codes {unknown}; expected 0..{len(SPECIES) - 1} ({SPECIES})")
-    out = pd.DataFrame(index=pd.RangeIndex(n_tokens, name="token_id"))
-    for code, name in enumerate(SPECIES):
-        subset = cells[codes == code]
-        if not len(subset):
-            continue
-        ids_per_cell = [np.asarray(x, dtype=np.int64) for x in subset["input_ids"]]
-        lengths = np.array([len(x) for x in ids_per_cell], dtype=np.int64)
-        ids = np.concatenate(ids_per_cell) if ids_per_cell else np.zeros(0, dtype=np.int64)
-        values = np.concatenate([np.asarray(x, dtype=np.float64) for x in subset["values"]])
-        if len(values) != len(ids):
-            raise ValueError("input_ids and values differ in length in some cells")
-        if ids.size and (ids.min() < 0 or ids.max() >= n_tokens):
-            raise ValueError(f"token ids must lie in [0, {n_tokens}); got {ids.min()}..{ids.max()}")
-        rank = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        in_window = ids if window is None else ids[rank < window]
-        n_cells = len(subset)
-        out[f"n_cells_{name}"] = np.bincount(in_window, minlength=n_tokens).astype(np.int64)
-        out[f"detection_{name}"] = np.bincount(ids, minlength=n_tokens) / n_cells
-        out[f"mean_value_{name}"] = np.bincount(ids, weights=values, minlength=n_tokens) / n_cells
+    ids = [np.asarray(x, dtype=np.int64) for x in cells["input_ids"]]
+    values = [np.asarray(x, dtype=np.float64) for x in cells["values"]]
+    if any(len(a) != len(b) for a, b in zip(ids, values)):
+        raise ValueError("input_ids and values differ in length in some cells")
+    totals = add_token_counts({}, cells["species"].to_numpy(), np.concatenate(ids) if ids else np.zeros(0),
+                              np.array([len(x) for x in ids], dtype=np.int64),
+                              np.concatenate(values) if values else np.zeros(0), n_tokens=n_tokens, window=window)
+    return statistics_frame(totals, n_tokens)
+
+
+def expression_features(genes: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
+    """Per gene (row of ``genes``): the detection rate and mean value columns of :func:`token_statistics`, each
+    species' columns taken from that species' token only (0 where the gene has none)."""
+    columns = [c for c in stats.columns if c.startswith(("detection_", "mean_value_"))]
+    out = pd.DataFrame(index=genes.index)
+    for column in columns:
+        token = genes[f"{column.rsplit('_', 1)[1]}_token"].to_numpy()
+        found = stats[column].to_numpy()[np.maximum(token, 0)]
+        out[column] = np.where(token >= 0, found, 0.0)
     return out
 
 
@@ -240,3 +288,51 @@ def per_gene(labels_with_tokens: pd.DataFrame, per_token: np.ndarray, weights: n
         weight += w
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(weight[:, None] > 0, total / weight[:, None], np.nan)
+
+
+def token_labels(genes: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Token id → label and token id → human Ensembl ID, over the human and mouse tokens of ``genes``.
+
+    Both species' tokens of a gene carry its label (what :func:`gc_lib.tasks.finetune.fit_gene_classifier` trains
+    on); the human ID groups them so its validation split never separates a gene from its ortholog.
+    """
+    table = pd.concat([genes[genes[c] >= 0].set_index(c) for c in ("human_token", "mouse_token")])
+    table.index = table.index.rename("token_id")
+    return table["label"], table["ensembl_id"]
+
+
+def out_of_fold_logistic(features: np.ndarray, y: np.ndarray, folds: np.ndarray, *, C: float = 0.1) -> np.ndarray:
+    """Out-of-fold probabilities of class 1 from a logistic regression per fold (one row of ``features`` per gene).
+
+    Per fold: standardise on the training genes, weight classes by their frequency (``class_weight="balanced"``),
+    L2 penalty with inverse strength ``C`` (few genes, many features). NaN features count as 0 (a missing prior).
+    """
+    x, y, folds = np.nan_to_num(np.asarray(features, dtype=np.float64)), np.asarray(y), np.asarray(folds)
+    x = x[:, None] if x.ndim == 1 else x
+    scores = np.full(len(y), np.nan)
+    for fold in np.unique(folds):
+        train, test = folds != fold, folds == fold
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=5_000))
+        scores[test] = model.fit(x[train], y[train]).predict_proba(x[test])[:, 1]
+    return scores
+
+
+def auc_table(scores: pd.DataFrame, y: np.ndarray, folds: np.ndarray) -> pd.DataFrame:
+    """ROC AUC per method (column of ``scores``, one row per gene; NaN = not scored, left out).
+
+    Columns: ``auc_mean``/``auc_sd`` over the folds whose scored genes hold both classes (sd with ddof=1),
+    ``auc_pooled`` over all scored genes, ``folds`` (folds used), ``genes_scored``, ``auc_per_fold`` (list).
+    Sorted by ``auc_mean``, best first.
+    """
+    y, folds = np.asarray(y), np.asarray(folds)
+    rows = []
+    for method in scores.columns:
+        s = scores[method].to_numpy(dtype=np.float64)
+        scored = np.isfinite(s)
+        per_fold = [float(roc_auc_score(y[(folds == k) & scored], s[(folds == k) & scored]))
+                    for k in np.unique(folds) if len(set(y[(folds == k) & scored])) == 2]
+        rows.append({"method": method, "auc_mean": float(np.mean(per_fold)) if per_fold else np.nan,
+                     "auc_sd": float(np.std(per_fold, ddof=1)) if len(per_fold) > 1 else np.nan,
+                     "auc_pooled": float(roc_auc_score(y[scored], s[scored])) if len(set(y[scored])) == 2 else np.nan,
+                     "folds": len(per_fold), "genes_scored": int(scored.sum()), "auc_per_fold": per_fold})
+    return pd.DataFrame(rows).set_index("method").sort_values("auc_mean", ascending=False)

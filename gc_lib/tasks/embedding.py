@@ -38,11 +38,8 @@ def embed(adata: AnnData, checkpoint: str | os.PathLike, *, key_added: str = "X_
     """
     adata = adata.copy() if copy else adata
     checkpoint = Path(checkpoint)
-    model = load_model(checkpoint).eval()
     tokenizer = Tokenizer.load(checkpoint)
-    if len(tokenizer.vocab) != model.config.vocab_size:
-        raise ValueError(f"{checkpoint}: tokenizer vocabulary ({len(tokenizer.vocab)}) and model "
-                         f"({model.config.vocab_size}) differ")
+    model = load_model(checkpoint, vocab=tokenizer.vocab).eval()   # token ids must mean the same genes to both
     max_genes = min(max_genes or model.config.max_len - 1, model.config.max_len - 1)
     cells, overlap = CellTokens.from_adata(adata, tokenizer, max_genes)
 

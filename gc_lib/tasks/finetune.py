@@ -17,7 +17,9 @@ species token throughout (:mod:`gc_lib.tasks.cell_tokens`).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import logging
 import os
 import time
 from contextlib import nullcontext
@@ -31,11 +33,19 @@ import torch.nn.functional as F
 from anndata import AnnData
 
 from ..corpus.tokenizer import Tokenizer
-from ..model.architecture import load_model
+from ..model.architecture import ModelConfig, load_model
 from ..model.trainer import TrainConfig, learning_rate
-from ._classifier import Classifier, fresh_encoder_like, load_classifier, save_classifier
+from ._classifier import (
+    Classifier,
+    fresh_encoder_like,
+    load_classifier,
+    reuse_differences,
+    save_classifier,
+    source_hashes,
+)
 from .cell_tokens import CellTokens, collate, length_batches
 
+log = logging.getLogger(__name__)
 IGNORE = -100  # target of positions that carry no label (cross-entropy skips them)
 
 
@@ -89,16 +99,21 @@ def _class_weights(targets: np.ndarray, n_classes: int, mode: str | None) -> tor
     return torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
 
 
-def _build(checkpoint, task: str, classes: list[str], config: FinetuneConfig) -> tuple[Classifier, Tokenizer, int]:
-    checkpoint = Path(checkpoint)
-    encoder = load_model(checkpoint)
+def _max_genes(checkpoint, config: FinetuneConfig) -> int:
+    """Gene tokens per cell: ``config.max_genes``, at most what the checkpoint's model takes."""
+    max_len = ModelConfig.from_checkpoint(checkpoint).max_len
+    return min(config.max_genes or max_len - 1, max_len - 1)
+
+
+def _build(checkpoint, task: str, classes: list[str], config: FinetuneConfig, vocab) -> Classifier:
+    """The pretrained encoder (checked against the tokenizer's ``vocab``) with a new head, frozen as configured."""
+    encoder = load_model(checkpoint, vocab=vocab)
     if config.from_scratch:
         encoder = fresh_encoder_like(encoder, config.seed)
     torch.manual_seed(config.seed)
     classifier = Classifier(encoder, task, classes, dropout=config.head_dropout, pooling=config.pooling)
     classifier.freeze(layers=config.freeze_layers, head_only=config.head_only)
-    max_genes = min(config.max_genes or encoder.config.max_len - 1, encoder.config.max_len - 1)
-    return classifier, Tokenizer.load(checkpoint), max_genes
+    return classifier
 
 
 def _optimizer(classifier: Classifier, config: FinetuneConfig) -> torch.optim.AdamW:
@@ -191,33 +206,42 @@ def _split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, 
     return np.sort(train), np.sort(val)
 
 
-def _fingerprint(*parts) -> str:
-    """A short hash of what a fit was trained on (cell names, labels, token ids), to decide reuse."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(np.ascontiguousarray(np.asarray(part, dtype=str)).tobytes())
-    return digest.hexdigest()[:16]
+def _fingerprint(cells: CellTokens, *labels) -> str:
+    """sha256 of the training data as fed: the tokenised cells (ids, values, species) and the label arrays."""
+    digest = hashlib.sha256(cells.fingerprint().encode())
+    for part in labels:
+        digest.update(json.dumps(np.asarray(part).astype(str).tolist()).encode())
+    return digest.hexdigest()
 
 
-def _reuse(out_dir, checkpoint, config: FinetuneConfig, fingerprint: str) -> FitResult | None:
-    """The finished fit in ``out_dir`` when it was made from the same checkpoint, settings and data."""
+def _reuse_key(checkpoint, task: str, config: FinetuneConfig, fingerprint: str) -> dict:
+    """What a fit depends on, to decide reuse: the pretrained files' hashes, the task and settings, the data."""
+    return {"source_hashes": source_hashes(checkpoint), "task": task, "config": json.loads(json.dumps(asdict(config))),
+            "data_fingerprint": fingerprint}
+
+
+def _reuse(out_dir, key: dict) -> FitResult | None:
+    """The finished fit in ``out_dir`` when it was made from the same pretrained weights (by content), settings
+    and data (:func:`~gc_lib.tasks._classifier.reuse_differences`); else None, logging what differed."""
     path = Path(out_dir) / "finetune.json"
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    if (record.get("config") != json.loads(json.dumps(asdict(config))) or record.get("fingerprint") != fingerprint
-            or record.get("source_checkpoint") != str(checkpoint)):
+    differ = reuse_differences(record, key)
+    if differ:
+        log.warning("%s: not reusing the fine-tuned model there, its %s differ; fitting again", out_dir,
+                    " and ".join(differ))
         return None
     return FitResult(Path(out_dir), record["classes"], pd.DataFrame(record["history"]), record["best_epoch"],
                      record["seconds"])
 
 
 def _record(config: FinetuneConfig, history: pd.DataFrame, best_epoch: int, weights: torch.Tensor, seconds: float,
-            **extra) -> dict:
+            key: dict, **extra) -> dict:
+    """``finetune.json``'s training record; it keeps the reuse key (pretrained hashes, data fingerprint)."""
     return {"config": asdict(config), "history": history.to_dict(orient="records"), "best_epoch": best_epoch,
-            "class_weights": weights.tolist(), "seconds": round(seconds, 2), **extra}
+            "class_weights": weights.tolist(), "seconds": round(seconds, 2),
+            "source_hashes": key["source_hashes"], "data_fingerprint": key["data_fingerprint"], **extra}
 
 
 def fit_cell_classifier(adata: AnnData, label_key: str, checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
@@ -225,8 +249,8 @@ def fit_cell_classifier(adata: AnnData, label_key: str, checkpoint: str | os.Pat
                         progress: bool = True) -> FitResult:
     """Fine-tune a cell classifier on ``adata.obs[label_key]`` (all cells of ``adata`` are training data; a
     stratified ``validation_fraction`` of them is held out for early stopping) and save it to ``out_dir``.
-    ``reuse``: return the fit already in ``out_dir`` if it was made from the same checkpoint, settings, cells
-    and labels."""
+    ``reuse``: return the fit already in ``out_dir`` if it was made from the same pretrained weights (compared by
+    content), settings, tokenised cells and labels; otherwise fit again (a log line says what differed)."""
     if label_key not in adata.obs:
         raise KeyError(f"adata.obs has no column {label_key!r}; columns: {list(adata.obs.columns)}")
     labels = adata.obs[label_key]
@@ -234,12 +258,13 @@ def fit_cell_classifier(adata: AnnData, label_key: str, checkpoint: str | os.Pat
         raise ValueError(f"{int(labels.isna().sum())} cells have no {label_key!r} label; drop them first")
     start = time.perf_counter()
     labels = labels.astype(str).to_numpy()
-    fingerprint = _fingerprint(adata.obs_names, labels)
-    if reuse and (done := _reuse(out_dir, checkpoint, config, fingerprint)):
+    tokenizer, max_genes = Tokenizer.load(checkpoint), _max_genes(checkpoint, config)
+    cells, overlap = CellTokens.from_adata(adata, tokenizer, max_genes)
+    key = _reuse_key(checkpoint, "cell", config, _fingerprint(cells, labels))
+    if reuse and (done := _reuse(out_dir, key)):
         return done
     classes = sorted(set(labels))
-    classifier, tokenizer, max_genes = _build(checkpoint, "cell", classes, config)
-    cells, overlap = CellTokens.from_adata(adata, tokenizer, max_genes)
+    classifier = _build(checkpoint, "cell", classes, config, tokenizer.vocab)
     target = np.searchsorted(classes, labels)
     train_index, val_index = _split(target, config.validation_fraction, config.seed)
     weights = _class_weights(target[train_index], len(classes), config.class_weight)
@@ -247,8 +272,7 @@ def fit_cell_classifier(adata: AnnData, label_key: str, checkpoint: str | os.Pat
                            train_index, val_index, weights, config, progress)
     seconds = time.perf_counter() - start
     directory = save_classifier(classifier.cpu(), out_dir, source=checkpoint, record=_record(
-        config, history, best, weights, seconds, fingerprint=fingerprint, label_key=label_key, max_genes=max_genes,
-        gene_overlap=overlap,
+        config, history, best, weights, seconds, key, label_key=label_key, max_genes=max_genes, gene_overlap=overlap,
         n_train=len(train_index), n_validation=len(val_index)))
     return FitResult(directory, classes, history, best, seconds)
 
@@ -293,17 +317,18 @@ def fit_gene_classifier(cells: CellTokens, token_labels: pd.Series, checkpoint: 
     :class:`CellTokens` or the model's length. ``reuse`` as in :func:`fit_cell_classifier`."""
     start = time.perf_counter()
     token_labels = token_labels.dropna()
-    fingerprint = _fingerprint(token_labels.index, token_labels, [len(x) for x in cells.ids],
-                               *(cells.ids[i][:8] for i in range(0, len(cells), max(1, len(cells) // 50))))
-    if reuse and (done := _reuse(out_dir, checkpoint, config, fingerprint)):
+    max_genes = _max_genes(checkpoint, config)
+    cells = cells.head(max_genes)
+    key = _reuse_key(checkpoint, "gene", config, _fingerprint(
+        cells, token_labels.index, token_labels, [] if groups is None else groups.reindex(token_labels.index)))
+    if reuse and (done := _reuse(out_dir, key)):
         return done
     classes = sorted(set(token_labels.astype(str)))
-    classifier, _, max_genes = _build(checkpoint, "gene", classes, config)
+    classifier = _build(checkpoint, "gene", classes, config, Tokenizer.load(checkpoint).vocab)
     vocab_size = classifier.encoder.config.vocab_size
     tokens = token_labels.index.to_numpy(dtype=np.int64)
     if len(tokens) and (tokens.min() < 0 or tokens.max() >= vocab_size):
         raise ValueError(f"token ids must lie in [0, {vocab_size}); got {tokens.min()}..{tokens.max()}")
-    cells = cells.head(max_genes)
     keys = (groups.reindex(token_labels.index) if groups is not None else pd.Series(tokens, index=tokens)).to_numpy()
     gene_keys, first = np.unique(keys.astype(str), return_index=True)
     gene_class = np.searchsorted(classes, token_labels.astype(str).to_numpy()[first])
@@ -325,8 +350,7 @@ def fit_gene_classifier(cells: CellTokens, token_labels: pd.Series, checkpoint: 
                            train_index, val_index, weights, config, progress)
     seconds = time.perf_counter() - start
     directory = save_classifier(classifier.cpu(), out_dir, source=checkpoint, record=_record(
-        config, history, best, weights, seconds, fingerprint=fingerprint, max_genes=max_genes,
-        n_train_genes=len(train_genes),
+        config, history, best, weights, seconds, key, max_genes=max_genes, n_train_genes=len(train_genes),
         n_validation_genes=len(val_genes), n_train_cells=len(train_index), n_validation_cells=len(val_index)))
     return FitResult(directory, classes, history, best, seconds)
 

@@ -4,7 +4,7 @@ import pytest
 
 from gc_lib.core import paths
 
-METHODS = {"fine-tuned GeneCompass", "frozen embeddings + logistic regression", "no pretraining",
+METHODS = {"fine-tuned GeneCompass", "frozen embeddings + logistic regression", "priors, no pretraining",
            "rank-only (Geneformer-like)", "logistic regression (log-normalised HVGs)",
            "kNN (PCA of log-normalised HVGs)"}
 
@@ -42,4 +42,11 @@ def test_per_class_f1_figures_and_cross_species_status(metrics):
         assert paths.figure_path("05_cell_type_annotation", figure).exists()
     assert metrics["cross_species"]["run"] is False and "Census" in metrics["cross_species"]["reason"]
     models = paths.notebook_data_dir("05_cell_type_annotation") / "models"
-    assert len(list(models.glob("*/finetune.json"))) == 3 * len(metrics["seeds"])
+    for folder in ("pretrained", "priors_no_pretraining", "rank_only"):
+        assert all((models / f"{folder}_seed{seed}" / "finetune.json").exists() for seed in metrics["seeds"])
+
+
+def test_the_control_is_named_for_what_it_is_and_leakage_is_stated(metrics):
+    assert "no pretraining" not in {m["method"] for m in metrics["methods"]}      # the old, misleading name
+    assert metrics["test_cells_in_pretraining_corpus"] is True
+    assert "inside the pretraining corpus" in metrics["data"]

@@ -1,14 +1,23 @@
-"""Notebook 09 on the ci profile: documented labels, coverage, 5-fold AUC of every method."""
+"""Notebook 09 on the ci profile: sizes from the profile table, documented labels, coverage, the sampled cells,
+the N-fold AUC of every method."""
 import numpy as np
 import pandas as pd
 import pytest
 
 from gc_lib.core import paths
+from gc_lib.core.profiles import get_profile
 
 
 @pytest.fixture(scope="module")
 def metrics(notebooks):
     return notebooks.executed("09_dosage_sensitivity")
+
+
+def test_sizes_come_from_the_profile_table(metrics):
+    assert metrics["profile"] == "ci" and metrics["sizes"] == get_profile("ci").sizes("09_dosage_sensitivity")
+    # at most cells_per_gene cells per kept gene, pooled: never more than that many in all, nor than the corpus
+    cap = metrics["sizes"]["cells_per_gene"] * metrics["kept_genes"]["total"]
+    assert 0 < metrics["sampled_cells"] <= min(cap, metrics["corpus_cells"])
 
 
 def test_labels_and_coverage_are_reported(metrics):

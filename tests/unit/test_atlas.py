@@ -165,9 +165,11 @@ def test_gene_problems_are_named(tmp_path, counts_h5ad):
     with pytest.raises(ValueError, match="species must be one of"):
         read_h5ad(path, species="zebrafish")
     adata = make_adata()
-    adata.var = pd.DataFrame(index=SYMBOLS)
+    adata.var = pd.DataFrame(index=[f"NOTAGENE{i}" for i in range(10)])  # symbols-like names no table knows
     adata.write_h5ad(tmp_path / "symbols_only.h5ad")
-    with pytest.raises(ValueError, match="not Ensembl gene IDs.*gene_id_column"):
+    with pytest.raises(ValueError, match=r"no genes found. Tried Ensembl IDs: var_names are not Ensembl gene IDs.*"
+                                         r"Tried gene symbols: none of the 10 in var_names.*unknown 10.*"
+                                         r"gene_id_column="):
         read_h5ad(tmp_path / "symbols_only.h5ad", species="human")
 
 

@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pandas as pd
 import pytest
 
@@ -31,3 +34,22 @@ def test_json_and_parquet_round_trip(tmp_path):
     df = pd.DataFrame({"gene": ["ENSG1", "ENSG2"], "n": [1, 2]})
     write_parquet(df, tmp_path / "t.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), df)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_and_directories_get_the_umask_permissions(tmp_path, umask):
+    """mkstemp/mkdtemp make private temporaries (0600/0700); the published names must not inherit that."""
+    from gc_lib.core.atomic import current_umask
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        write_json({"a": 1}, tmp_path / "m.json")
+        write_parquet(pd.DataFrame({"n": [1]}), tmp_path / "t.parquet")
+        with atomic_path(tmp_path / "store", is_dir=True) as tmp:
+            (tmp / "inner").write_text("x")
+    finally:
+        os.umask(old)
+    for name in ("m.json", "t.parquet", "store/inner"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+    assert stat.S_IMODE((tmp_path / "store").stat().st_mode) == 0o777 & ~umask

@@ -31,12 +31,18 @@ def test_pbmc68k_counts_are_integers_within_rounding():
     assert adata.n_obs == 700 and adata.obs["cell_type"].nunique() == 10
     assert 0 < adata.uns["gc_lib"]["rebuild_max_deviation"] < datasets.MAX_REBUILD_DEVIATION
     assert adata.X.data.min() >= 1 and np.array_equal(adata.X.data, np.rint(adata.X.data))
+    mapping = adata.uns["gc_lib"]["symbol_mapping"]  # symbols as var_names, mapped by to_contract
+    assert mapping["source"] == "var_names" and mapping["symbols"] == 765
+    assert mapping["mapped"] == 765 - mapping["ambiguous"] - mapping["unknown"] > 0.95 * 765
+    assert adata.n_vars == mapping["mapped"] - adata.uns["gc_lib"]["summed_duplicate_genes"]
+    assert adata.var.loc["ENSG00000090382", "gene_symbol"] == "LYZ"
 
 
 def test_mouse_subset_keeps_shipped_ids_and_drops_the_empty_cell():
     adata = datasets.load_dataset("mouse_10k_subset")
     assert adata.shape == (9_999, 1_000) and adata.uns["gc_lib"]["dropped_cells"] == 1
     assert adata.var_names.str.startswith("ENSMUSG").all() and (adata.obs["species"] == "mouse").all()
+    assert adata.uns["gc_lib"]["symbol_mapping"] == {}  # IDs shipped: no symbol mapped
     small = datasets.load_dataset("mouse_10k_subset", max_cells=100, seed=1)
     assert small.n_obs == 100 and set(small.obs_names) <= set(adata.obs_names)
 

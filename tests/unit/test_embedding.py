@@ -59,3 +59,18 @@ def test_mixed_species_and_bad_input(checkpoint):
     strangers = cells(5, [f"ENSG{i:011d}" for i in range(500, 510)], "human", 9)
     with pytest.raises(ValueError, match="none of the 10 genes"):
         gc_lib.embed(strangers, checkpoint, progress=False)
+
+
+def test_a_checkpoint_whose_model_and_vocabulary_disagree_is_refused(checkpoint, tmp_path):
+    """The model's token rows must be the vocabulary's tokens; a mismatch is named, not embedded."""
+    import shutil
+    from dataclasses import replace
+
+    from gc_lib.model.architecture import ModelConfig, build_model, save_model
+
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoint, broken)
+    config = ModelConfig.from_checkpoint(checkpoint)
+    save_model(build_model(replace(config, vocab_size=config.vocab_size - 1, prior_dims={})), broken)
+    with pytest.raises(ValueError, match="vocab.json has .* tokens but the model"):
+        gc_lib.embed(cells(4, HUMAN, "human", 10), broken, progress=False)

@@ -1,5 +1,8 @@
 """Fine-tuning: cell and gene classifiers train on a fixture, predictions land where documented, checkpoints
 round-trip, species and float values reach the model, freezing and the no-pretraining control do what they say."""
+import logging
+import shutil
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -9,7 +12,7 @@ from synthetic import HUMAN, MOUSE, count_cells
 
 import gc_lib
 from gc_lib.corpus.tokenizer import Tokenizer
-from gc_lib.model.architecture import ModelConfig, build_model, load_model
+from gc_lib.model.architecture import ModelConfig, build_model, load_model, save_model
 from gc_lib.priors.store import PriorTable
 from gc_lib.tasks import finetune
 from gc_lib.tasks._classifier import Classifier, fresh_encoder_like, load_classifier
@@ -120,18 +123,49 @@ def test_freezing_keeps_the_frozen_weights(tiny_checkpoint, tmp_path):
     assert all(torch.equal(tuned[k], pretrained[k]) for k in tuned)
 
 
-def test_reuse_only_when_checkpoint_settings_and_data_match(tiny_checkpoint, tmp_path):
+def written(directory) -> tuple[int, int]:
+    """Identity of the saved weights: an atomic write gives a new inode, so a refit changes it."""
+    info = (directory / "model.safetensors").stat()
+    return info.st_ino, info.st_mtime_ns
+
+
+def test_reuse_only_when_weights_settings_and_data_match(tiny_checkpoint, tmp_path, caplog):
+    """Reuse is keyed by content: re-pretrained weights in the same folder, one changed count, other labels or
+    other settings each force a refit, and the log line names which."""
+    pretrained = tmp_path / "pretrained"
+    shutil.copytree(tiny_checkpoint, pretrained)
     train = two_programmes(30, HUMAN, "human", 21)
     config = finetune.FinetuneConfig(**dict(FAST, epochs=1))
-    first = finetune.fit_cell_classifier(train, "label", tiny_checkpoint, tmp_path / "m", config, progress=False)
-    stamp = (tmp_path / "m" / "model.safetensors").stat().st_mtime_ns
-    again = finetune.fit_cell_classifier(train, "label", tiny_checkpoint, tmp_path / "m", config, reuse=True)
-    assert again.best_epoch == first.best_epoch and (tmp_path / "m" / "model.safetensors").stat().st_mtime_ns == stamp
+    out = tmp_path / "m"
+
+    def fit(data, cfg=config):
+        before = written(out) if out.exists() else None
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="gc_lib.tasks.finetune"):
+            finetune.fit_cell_classifier(data, "label", pretrained, out, cfg, reuse=True, progress=False)
+        return written(out) == before, caplog.text
+
+    assert fit(train) == (False, "")                                       # nothing to reuse yet
+    assert fit(train) == (True, "")                                        # identical: reused, silently
+    changed = train.copy()
+    changed.X = changed.X.copy()
+    changed.X.data[0] += 1                                                 # one count of one cell
+    reused, text = fit(changed)
+    assert not reused and "its data differ" in text
     relabelled = train.copy()
     relabelled.obs["label"] = relabelled.obs["label"].map({"A": "B", "B": "A"})
-    finetune.fit_cell_classifier(relabelled, "label", tiny_checkpoint, tmp_path / "m", config, reuse=True,
-                                 progress=False)
-    assert (tmp_path / "m" / "model.safetensors").stat().st_mtime_ns != stamp
+    reused, text = fit(relabelled)
+    assert not reused and "its data differ" in text
+    reused, text = fit(relabelled, finetune.FinetuneConfig(**dict(FAST, epochs=1, seed=1)))
+    assert not reused and "its settings differ" in text
+    reused, _ = fit(relabelled, finetune.FinetuneConfig(**dict(FAST, epochs=1, seed=1)))
+    assert reused
+    model = load_model(pretrained)                                         # re-pretraining into the same folder
+    with torch.no_grad():
+        model.blocks[0].out.weight.add_(0.01)
+    save_model(model, pretrained)
+    reused, text = fit(relabelled, finetune.FinetuneConfig(**dict(FAST, epochs=1, seed=1)))
+    assert not reused and "its weights (pretrained model.safetensors changed) differ" in text
 
 
 def test_from_scratch_keeps_priors_and_drops_learned_weights():
@@ -170,6 +204,13 @@ def test_gene_classifier_trains_and_predicts_per_token(tiny_checkpoint, tmp_path
     assert record["task"] == "gene" and record["n_train_genes"] + record["n_validation_genes"] == len(labels)
     with pytest.raises(ValueError, match="not a cell classifier"):
         finetune.predict_cells(two_programmes(4, HUMAN, "human", 31), run.directory)
+    stamp, config = written(run.directory), finetune.FinetuneConfig(**dict(FAST, epochs=3))
+    finetune.fit_gene_classifier(cells, labels, tiny_checkpoint, run.directory, config, reuse=True, progress=False)
+    assert written(run.directory) == stamp                                  # identical: reused
+    nudged = CellTokens(cells.ids, [v.copy() for v in cells.values], cells.species)
+    nudged.values[0][0] += 0.5                                              # one value of one cell
+    finetune.fit_gene_classifier(nudged, labels, tiny_checkpoint, run.directory, config, reuse=True, progress=False)
+    assert written(run.directory) != stamp
 
 
 def test_bad_input_is_named(tiny_checkpoint, tmp_path):

@@ -2,6 +2,7 @@
 import ast
 import inspect
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,10 +97,14 @@ def test_import_gc_lib_stays_light():
 
 def test_wheel_installs_every_subpackage(tmp_path):
     """Build a wheel of the clone, install it non-editable into a folder and import every subpackage from there."""
-    root = PACKAGE.parent
-    wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
+    source, wheel_dir, target = tmp_path / "source", tmp_path / "wheel", tmp_path / "site"
+    # a copy of what the wheel is built from, so setuptools' build/ folder never lands in (or is reused from) the clone
+    shutil.copytree(PACKAGE, source / "gc_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PACKAGE.parent / name, source / name)
+    # setuptools is in the environment (tensorboard needs it), so no isolated build environment is downloaded
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(wheel_dir), str(root)], check=True, cwd=tmp_path)
+                    "-w", str(wheel_dir), str(source)], check=True, cwd=tmp_path)
     wheel = next(wheel_dir.glob("gc_lib-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
                     str(wheel)], check=True, cwd=tmp_path)

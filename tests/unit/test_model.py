@@ -1,5 +1,6 @@
 """The GeneCompass model: shapes, loss only on masked positions, padding, priors, overfitting, save/load."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -118,3 +119,41 @@ def test_save_load_gives_identical_outputs(model, tmp_path):
     b = batch(1)
     torch.testing.assert_close(again(**b)["loss"], model(**b)["loss"], rtol=0, atol=0)
     assert torch.equal(again.genes.prior_family, model.genes.prior_family)
+
+
+def test_model_config_from_checkpoint_round_trips(model, tmp_path):
+    save_model(model, tmp_path / "m")
+    assert ModelConfig.from_checkpoint(tmp_path / "m") == model.config
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        ModelConfig.from_checkpoint(tmp_path)
+
+
+def gene_vocab(human: int, mouse: int):
+    from gc_lib.corpus.vocab import build_vocabulary
+
+    genes = [(f"ENSG{i:011d}", "human") for i in range(human)] + [(f"ENSMUSG{i:011d}", "mouse") for i in range(mouse)]
+    return build_vocabulary(pd.DataFrame(genes, columns=["gene_id", "species"]).assign(symbol="s"))
+
+
+def test_loading_for_a_tokenizer_checks_its_vocabulary(tmp_path):
+    """Same hash: loads. The tokenizer's vocabulary a prefix of the checkpoint's: loads, with a warning when a
+    species keeps under half its tokens. Any id naming another gene, or beyond the model: refused."""
+    from gc_lib.model.architecture import check_vocabulary
+
+    saved = gene_vocab(40, 16)                                    # 4 special + 56 gene tokens = V
+    model = build_model(ModelConfig.preset("tiny", V, d_model=32, n_heads=2, d_ff=64, max_len=64))
+    save_model(model, tmp_path / "m")
+    with pytest.raises(ValueError, match="no vocab.json"):
+        load_model(tmp_path / "m", vocab=saved)
+    saved.save(tmp_path / "m" / "vocab.json")
+    assert load_model(tmp_path / "m", vocab=saved).config.vocab_size == V
+    assert check_vocabulary(tmp_path / "m", saved)["same"]
+    prefix = gene_vocab(40, 4)                                    # same ids, mouse tokens cut to 4 of 16
+    with pytest.warns(UserWarning, match="mouse: 4 of 16 checkpoint gene tokens.*low for mouse"):
+        report = check_vocabulary(tmp_path / "m", prefix)
+    assert not report["same"] and report["overlap"]["human"]["fraction"] == 1.0
+    assert report["overlap"]["mouse"] == {"checkpoint": 16, "tokenizer": 4, "common": 4, "fraction": 0.25}
+    with pytest.raises(ValueError, match=r"misaligned \(16 ids name other genes.*human: 24 of 40"):
+        load_model(tmp_path / "m", vocab=gene_vocab(24, 16))      # mouse genes shift down: wrong embeddings
+    with pytest.raises(ValueError, match="4 lie beyond the model's 60 tokens"):
+        load_model(tmp_path / "m", vocab=gene_vocab(40, 20))

@@ -60,3 +60,17 @@ def test_header_paths_and_metrics(path):
     assert not re.search(r"['\"](/home/|/Users/|/work/|/tmp/|C:\\\\)", code), f"{path.name}: hard-coded path"
     last_code = [source(c) for c in nb_cells if c["cell_type"] == "code"][-1]
     assert "metrics" in last_code, f"{path.name}: the last code cell must write metrics.json"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_sizes_come_from_the_one_profile_table(path):
+    """No notebook keeps its own per-profile size table; those that size anything read gc_lib.core.profiles."""
+    from gc_lib.core.profiles import NOTEBOOK_SIZES
+
+    code = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "code")
+    own_table = re.search(r"""["'](ci|local|full)["']\s*:\s*\{""", code)
+    assert not own_table, f"{path.name}: a per-profile table in the notebook; move it to gc_lib.core.profiles"
+    read = re.findall(r"""\.sizes\(\s*["']([0-9]{2}_\w+)["']\s*\)""", code)
+    assert all(name == path.stem for name in read), f"{path.name}: reads the sizes of {read}"
+    if path.stem in NOTEBOOK_SIZES:
+        assert read, f"{path.name}: has an entry in NOTEBOOK_SIZES but never reads it"

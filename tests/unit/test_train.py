@@ -30,12 +30,13 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert lrs[100] == pytest.approx(0.1)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
+def build_test_corpus(root: Path, change_one_count: bool = False) -> Path:
+    """240 human cells × 60 genes tokenised into ``root/corpus`` (optionally with one count changed)."""
     rng = np.random.default_rng(0)
     counts = rng.poisson(rng.gamma(0.8, 2.0, len(GENES)), size=(240, len(GENES))).astype(np.float32)
     counts[:, 0] += 1
+    counts[5, 3] += 7 * change_one_count
+    root.mkdir(parents=True, exist_ok=True)
     obs = pd.DataFrame({"species": "human"}, index=[f"c{i}" for i in range(len(counts))])
     var = pd.DataFrame({"gene_symbol": [f"g{i}" for i in range(len(GENES))]}, index=GENES)
     ad.AnnData(sp.csr_matrix(counts), obs=obs, var=var).write_h5ad(root / "cells.h5ad")
@@ -43,6 +44,11 @@ def corpus(tmp_path_factory):
                  annotation=GeneAnnotation(pd.Series("protein_coding", index=GENES), pd.DataFrame(
                      columns=["mouse_id", "human_id", "homology_type"])), n_workers=1, progress=False)
     return root / "corpus"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return build_test_corpus(tmp_path_factory.mktemp("train"))
 
 
 def run(corpus, out, **kw):
@@ -161,3 +167,60 @@ def test_fsdp_strategy_trains_saves_and_resumes_on_two_ranks(corpus, tmp_path):
     assert model.num_parameters() == metrics["parameters"]
     log = pd.read_csv(tmp_path / "fsdp" / "log.csv")
     assert list(log[log["split"] == "train"]["step"]) == [1, 2, 3, 4]
+
+
+def save_grn_prior(corpus: Path, directory: Path, seed: int) -> None:
+    from gc_lib.priors.store import align_to_vocab, save_prior
+
+    vocab = Tokenizer.load(corpus).vocab
+    human = pd.DataFrame(np.random.default_rng(seed).normal(size=(len(GENES), 3)), index=GENES)
+    save_prior(align_to_vocab("grn", human, vocab), human, vocab, directory)
+
+
+def test_resume_requires_the_runs_corpus_and_priors(corpus, tmp_path):
+    save_grn_prior(corpus, tmp_path / "priors", seed=1)
+    kw = dict(priors_dir=tmp_path / "priors", prior_names=("grn",))
+    run(corpus, tmp_path / "r", stop_after=2, **kw)
+    record = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert set(record["inputs"]["priors"]) == {"grn"} and len(record["inputs"]["corpus"]) == 64
+    save_grn_prior(corpus, tmp_path / "priors", seed=2)                        # the prior is rebuilt differently
+    with pytest.raises(ValueError, match="prior 'grn' differs.*resume=False"):
+        run(corpus, tmp_path / "r", **kw)
+    save_grn_prior(corpus, tmp_path / "priors", seed=1)
+    changed = build_test_corpus(tmp_path / "other", change_one_count=True)     # one count of one cell differs
+    with pytest.raises(ValueError, match="the corpus differs"):
+        run(changed, tmp_path / "r", **kw)
+    assert run(corpus, tmp_path / "r", **kw)["step"] == 8                       # the run's own inputs: resumes
+
+
+def test_fresh_start_deletes_only_its_own_runs(corpus, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("precious")
+    with pytest.raises(ValueError, match="holds notes.txt, which no pretraining run writes"):
+        run(corpus, folder, resume=False)
+    assert (folder / "notes.txt").read_text() == "precious" and [p.name for p in folder.iterdir()] == ["notes.txt"]
+    (folder / "notes.txt").unlink()
+    (folder / "log.csv").write_text("mine\n")                                   # a run's name, but no run record
+    with pytest.raises(ValueError, match="no run.json"):
+        run(corpus, folder, resume=False)
+    assert (folder / "log.csv").read_text() == "mine\n"
+    run(corpus, tmp_path / "r", stop_after=1)
+    (tmp_path / "r" / "tensorboard" / "extra").write_text("inside a run's own folder")
+    run(corpus, tmp_path / "r", resume=False, stop_after=1)                   # its own run: replaced
+    assert not (tmp_path / "r" / "tensorboard" / "extra").exists()
+    assert run(corpus, tmp_path / "empty", resume=False, stop_after=1)["step"] == 1
+
+
+def test_train_config_round_trips_through_checkpoints_and_run_records(corpus, tmp_path):
+    from gc_lib.model.checkpoint import latest_checkpoint
+
+    run(corpus, tmp_path / "r", stop_after=4)
+    config = TrainConfig(max_steps=8, batch_size=16, grad_accum=2, max_genes=32, learning_rate=3e-3, warmup_steps=2,
+                         eval_every=4, eval_batches=2, log_every=1, save_every=4, eval_fraction=0.1)
+    assert TrainConfig.from_checkpoint(latest_checkpoint(tmp_path / "r")) == config
+    assert TrainConfig.from_checkpoint(tmp_path / "r") == config               # the run's record
+    model = ModelConfig.from_checkpoint(latest_checkpoint(tmp_path / "r"))
+    assert model == ModelConfig.preset("tiny", model.vocab_size, d_model=32, n_heads=2, d_ff=64, max_len=64)
+    with pytest.raises(FileNotFoundError, match="neither trainer_state.json"):
+        TrainConfig.from_checkpoint(tmp_path)
