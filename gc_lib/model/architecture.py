@@ -12,6 +12,11 @@ The loss is 0.2 × cross-entropy on masked gene IDs + 0.8 × MSE on masked value
 positions**: the heads never see the other ~85 % of tokens, which is where most of the published model's
 compute went (a full-vocabulary output at every one of 2,048 positions).
 
+Optional, off by default: a cell-level term, GEPC (:mod:`gc_lib.model.heads`): ``gepc_loss_weight`` × the MSE of
+each masked value predicted from the cell token's final state and the gene's identity only. Without it nothing
+trains the cell token's final state (the heads read gene positions only); notebook 03 shows that state to lie
+along one axis that follows sequencing depth (genes per cell, total counts).
+
 Improvements over the paper, each switchable back by config (defaults are ours):
 - ``norm="pre"`` (pre-LayerNorm blocks, stable under bf16 and higher learning rates); ``"post"`` is BERT's;
 - ``value_encoding="mlp"`` (a small MLP lifts the scalar value to d_model before fusion); ``"scalar"`` concatenates
@@ -35,6 +40,7 @@ from torch import nn
 
 from ..corpus.vocab import Vocabulary
 from ..priors.store import PRIOR_NAMES, PriorTable
+from .heads import GEPCHead, gepc_loss
 
 PRESETS: dict[str, dict] = {
     "tiny": dict(n_layers=2, n_heads=2, d_model=128, d_ff=512, max_len=2048),      # tests, CI
@@ -60,6 +66,8 @@ class ModelConfig:
     norm: str = "pre"                     # "pre" (ours) or "post" (BERT, the paper)
     id_loss_weight: float = 0.2           # weight of the masked gene-ID cross-entropy (paper: 0.2)
     value_loss_weight: float = 0.8        # weight of the masked value MSE (paper: 0.8)
+    gepc_loss_weight: float = 0.0         # weight of the cell-level GEPC term (gc_lib.model.heads; 0: off, no head;
+                                          # checkpoints written before the option load with it off)
     pad_id: int = 0                       # <pad> token id
     first_species_id: int = 2             # <human>; <mouse> is the next id
 
@@ -70,6 +78,8 @@ class ModelConfig:
             raise ValueError(f"value_encoding must be 'mlp' or 'scalar'; got {self.value_encoding!r}")
         if self.norm not in ("pre", "post"):
             raise ValueError(f"norm must be 'pre' or 'post'; got {self.norm!r}")
+        if self.gepc_loss_weight < 0:
+            raise ValueError(f"gepc_loss_weight must be >= 0; got {self.gepc_loss_weight}")
         unknown = sorted(set(self.prior_dims) - set(PRIOR_NAMES))
         if unknown:
             raise ValueError(f"unknown priors {unknown}; known: {PRIOR_NAMES}")
@@ -204,6 +214,15 @@ class GeneCompass(nn.Module):
         self.id_bias = nn.Parameter(torch.zeros(config.vocab_size))  # decoder weights are tied to the id embedding
         self.value_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
         self.apply(self._init_weights)
+        self.gepc_head = None              # built only when used: DDP needs every parameter to get a gradient
+        if config.gepc_loss_weight:
+            with torch.random.fork_rng(devices=[]):  # its init draws leave the RNG as without it: same seed, same
+                self.gepc_head = GEPCHead(d)          # initial weights and dropout for everything else
+
+    def pretraining_heads(self) -> list[nn.Module]:
+        """The modules only pretraining uses (the MLM heads, and the GEPC head when built), e.g. to freeze them
+        when fine-tuning; the tied decoder bias ``id_bias`` is a parameter of the model itself."""
+        return [self.id_head, self.value_head] + ([self.gepc_head] if self.gepc_head is not None else [])
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -232,7 +251,7 @@ class GeneCompass(nn.Module):
     def forward(self, input_ids, values, species, attention_mask=None, masked=None, labels=None,
                 value_labels=None) -> dict[str, torch.Tensor]:
         """Masked-gene modelling. With ``masked`` (B, L) bool, ``labels`` and ``value_labels``: the losses, computed
-        on masked positions only. Without: just ``hidden``."""
+        on masked positions only (``gepc_loss`` too when the GEPC term is on). Without: just ``hidden``."""
         hidden = self.encode(input_ids, values, species, attention_mask)
         out = {"hidden": hidden}
         if masked is None:
@@ -242,8 +261,11 @@ class GeneCompass(nn.Module):
         value_pred = self.value_head(at).squeeze(-1)
         id_loss = F.cross_entropy(logits.float(), labels[masked])
         value_loss = F.mse_loss(value_pred.float(), value_labels[masked].float())
-        out.update(id_loss=id_loss, value_loss=value_loss,
-                   loss=self.config.id_loss_weight * id_loss + self.config.value_loss_weight * value_loss,
+        loss = self.config.id_loss_weight * id_loss + self.config.value_loss_weight * value_loss
+        if self.gepc_head is not None:
+            out["gepc_loss"] = gepc_loss(self.gepc_head, hidden, self.genes.ids, masked, labels, value_labels)
+            loss = loss + self.config.gepc_loss_weight * out["gepc_loss"]
+        out.update(id_loss=id_loss, value_loss=value_loss, loss=loss,
                    id_accuracy=(logits.argmax(-1) == labels[masked]).float().mean(), n_masked=masked.sum())
         return out
 

@@ -50,8 +50,8 @@ RUN_RECORD = "run.json"
 RUN_FORMAT = "gc_lib.pretrain_run/1"
 RUN_ENTRIES = {RUN_RECORD, "log.csv", "metrics.json", "tensorboard", "checkpoints", "checkpoint"}
 _RUN_TEMPORARY = re.compile(r"^\.(run|metrics|checkpoint)\..*\.tmp(\.json)?$")  # left by a killed atomic write
-LOG_COLUMNS = ["step", "split", "loss", "id_loss", "value_loss", "id_accuracy", "lr", "grad_norm", "masked_tokens",
-               "cells_seen", "tokens_seen", "elapsed_s"]
+LOG_COLUMNS = ["step", "split", "loss", "id_loss", "value_loss", "id_accuracy", "gepc_loss", "lr", "grad_norm",
+               "masked_tokens", "cells_seen", "tokens_seen", "elapsed_s"]   # gepc_loss: empty when the term is off
 
 
 class RunLog:
@@ -61,9 +61,9 @@ class RunLog:
         self.path, self.enabled, self.writer = out_dir / "log.csv", enabled, None
         if not enabled:
             return
-        if self.path.exists():  # keep only what the resumed checkpoint had seen
+        if self.path.exists():  # keep only what the resumed checkpoint had seen (in today's columns)
             kept = pd.read_csv(self.path)
-            kept[kept["step"] <= resume_step].to_csv(self.path, index=False)
+            kept[kept["step"] <= resume_step].reindex(columns=LOG_COLUMNS).to_csv(self.path, index=False)
         else:
             self.path.write_text(",".join(LOG_COLUMNS) + "\n")
         from torch.utils.tensorboard import SummaryWriter
@@ -75,7 +75,7 @@ class RunLog:
             return
         with self.path.open("a", newline="") as handle:
             csv.DictWriter(handle, LOG_COLUMNS, extrasaction="ignore").writerow(row)
-        for key in ("loss", "id_loss", "value_loss", "id_accuracy", "lr"):
+        for key in ("loss", "id_loss", "value_loss", "id_accuracy", "gepc_loss", "lr"):
             if key in row:
                 self.writer.add_scalar(f"{row['split']}/{key}", row[key], row["step"])
 
@@ -242,12 +242,11 @@ def _check_same_run(checkpoint: Path, model_config: ModelConfig, config: TrainCo
     trained on another corpus or other priors."""
     run_dir = checkpoint.parent.parent
     state = json.loads((checkpoint / "trainer_state.json").read_text())
-    saved = state["train_config"]
-    mine = json.loads(json.dumps(config.to_dict()))  # tuples → lists, as stored
+    # fields a run's gc_lib did not have yet read as their defaults (e.g. gepc_loss_weight 0: the term off)
+    saved, mine = as_stored(TrainConfig.from_dict(state["train_config"]).to_dict()), as_stored(config.to_dict())
     differ = sorted(k for k in mine if k not in ("max_steps",) and saved.get(k) != mine[k])
-    saved_model = json.loads((checkpoint / "config.json").read_text())
-    differ += sorted(f"model.{k}" for k, v in json.loads(json.dumps(model_config.to_dict())).items()
-                     if saved_model.get(k) != v)
+    saved_model = as_stored(ModelConfig.from_checkpoint(checkpoint).to_dict())
+    differ += sorted(f"model.{k}" for k, v in as_stored(model_config.to_dict()).items() if saved_model.get(k) != v)
     if differ:
         raise ValueError(f"{run_dir} holds a run with other settings ({', '.join(differ)}); "
                          f"resume=False (CLI --fresh) starts afresh there")
@@ -261,6 +260,11 @@ def _check_same_run(checkpoint: Path, model_config: ModelConfig, config: TrainCo
     if changed:
         raise ValueError(f"{run_dir} was trained on other inputs: {'; '.join(changed)}. Resume with the run's corpus "
                          f"and priors, or start afresh with resume=False (CLI --fresh), which deletes that run")
+
+
+def as_stored(fields: dict) -> dict:
+    """``fields`` after a JSON round trip (tuples → lists), as configs are stored in checkpoints."""
+    return json.loads(json.dumps(fields))
 
 
 def _input_differences(recorded: dict, inputs: dict) -> list[str]:

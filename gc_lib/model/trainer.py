@@ -27,6 +27,13 @@ from torch.nn.parallel import DistributedDataParallel
 from .architecture import GeneCompass
 
 BATCH_KEYS = ("input_ids", "values", "species", "attention_mask", "masked", "labels", "value_labels")
+MEAN_KEYS = ("loss", "id_loss", "value_loss", "id_accuracy")   # per-masked-token means reported by step/evaluate
+
+
+def reported_keys(model: GeneCompass) -> tuple[str, ...]:
+    """The means a step and an evaluation report: :data:`MEAN_KEYS`, plus ``gepc_loss`` when the model has the GEPC
+    term (the same on every rank, so the all-reduced tensors line up)."""
+    return MEAN_KEYS + (("gepc_loss",) if model.gepc_head is not None else ())
 
 
 @dataclass
@@ -174,7 +181,7 @@ class Trainer:
             group["lr"] = lr
         self.wrapped.train()
         total = self._global_count(micro_batches)
-        sums = {"loss": 0.0, "id_loss": 0.0, "value_loss": 0.0, "id_accuracy": 0.0}
+        sums = dict.fromkeys(reported_keys(self.module), 0.0)
         for i, batch in enumerate(micro_batches):
             batch = self._to_device(batch)
             last = i == len(micro_batches) - 1
@@ -201,19 +208,18 @@ class Trainer:
     def evaluate(self, batches) -> dict[str, float]:
         """Token-weighted mean losses over ``batches`` (held-out, fixed masks), summed over ranks."""
         self.module.eval()
-        sums = torch.zeros(5, device=self.runtime.device)
+        keys = reported_keys(self.module)
+        sums = torch.zeros(len(keys) + 1, device=self.runtime.device)   # the weighted sums, then the token count
         for batch in batches:
             batch = self._to_device(batch)
             with self.autocast():
                 out = self.module(**batch)
             n = out["n_masked"].float()
-            sums += torch.stack([out["loss"].float() * n, out["id_loss"].float() * n, out["value_loss"].float() * n,
-                                 out["id_accuracy"].float() * n, n])
+            sums += torch.stack([*(out[k].float() * n for k in keys), n])
         if self.runtime.world_size > 1:
             dist.all_reduce(sums)
-        n = max(float(sums[4]), 1.0)
-        return {"loss": float(sums[0]) / n, "id_loss": float(sums[1]) / n, "value_loss": float(sums[2]) / n,
-                "id_accuracy": float(sums[3]) / n, "masked_tokens": int(sums[4])}
+        n = max(float(sums[-1]), 1.0)
+        return {**{k: float(v) / n for k, v in zip(keys, sums[:-1])}, "masked_tokens": int(sums[-1])}
 
     def _fsdp(self) -> bool:
         return self.runtime.world_size > 1 and self.config.strategy == "fsdp"

@@ -6,7 +6,10 @@
 - :mod:`~gc_lib.tasks.baselines`    the split protocol and the simple baselines every task is compared with
 - :mod:`~gc_lib.tasks.dosage`       dosage-sensitivity labels (ClinGen, GO) and scoring for notebook 09
 - :mod:`~gc_lib.tasks.dosage_cells` corpus cells streamed shard by shard: token statistics, cells sampled per gene
-- :mod:`~gc_lib.tasks.cross_species` train on one species, predict the other; the one-to-one ortholog baseline
+- :mod:`~gc_lib.tasks.cross_species` annotation within and across species: every method on one split, the
+  one-to-one ortholog baselines (logistic regression, kNN in a PCA of the training cells)
+- :mod:`~gc_lib.tasks.species_splits` donor / stratified / cross-species splits, the rare-class rule
+- :mod:`~gc_lib.tasks.species_scores` shared-class scoring, per-class F1 with class sizes, prior-token shares
 - internal: ``_classifier`` (classifier heads and their checkpoint files)
 
 Imports: any earlier stage (:mod:`gc_lib.core` … :mod:`gc_lib.model`).

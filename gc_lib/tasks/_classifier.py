@@ -1,7 +1,11 @@
 """Classifiers on top of the GeneCompass encoder, and their checkpoints (DESIGN.md §1, downstream tasks).
 
-- ``task="cell"``: one prediction per cell, from the final hidden state of the cell (species) token;
+- ``task="cell"``: one prediction per cell, from the final hidden state of the cell (species) token, or the mean
+  of all its tokens' (``pooling``);
 - ``task="gene"``: one prediction per gene token, from each token's final hidden state.
+
+The head standardises what it reads (a shift and scale fitted on training features, saved with it) before a
+linear layer — or, for heads saved before that existed, a hidden layer (``hidden``), unstandardised.
 
 A fine-tuned checkpoint is a pretraining checkpoint directory with two more files, so everything that reads a
 checkpoint reads it too (``gc_lib.embed`` embeds with the fine-tuned encoder, ``Tokenizer.load`` tokenises)::
@@ -32,22 +36,47 @@ FORMAT = "gc_lib.classifier/1"
 
 
 class ClassifierHead(nn.Module):
-    """Dropout → Linear → GELU → Dropout → Linear: hidden state (…, d_model) to class logits (…, n_classes)."""
+    """Standardise → Dropout → Linear (``hidden=False``), or Standardise → Dropout → Linear → GELU → Dropout →
+    Linear (``hidden=True``, the head before the standardised linear one): hidden state (…, d_model) to class
+    logits (…, n_classes).
 
-    def __init__(self, d_model: int, n_classes: int, dropout: float = 0.1):
+    Standardise subtracts ``shift`` and divides by ``scale`` (buffers, saved with the head; identity until
+    :meth:`standardise` fits them on training features). It is the linear probe's ``StandardScaler``: the encoder's
+    cell states share one large common vector and differ between cells by ~6 % of their norm (per-feature
+    standard deviation ~0.05 beside values of order 1, pbmc68k on the local model), so an unstandardised head
+    sees nearly constant inputs and trains slowly (see :mod:`gc_lib.tasks._finetune_loop`)."""
+
+    def __init__(self, d_model: int, n_classes: int, dropout: float = 0.1, *, hidden: bool = False):
         super().__init__()
-        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, d_model), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(d_model, n_classes))
+        self.register_buffer("shift", torch.zeros(d_model))
+        self.register_buffer("scale", torch.ones(d_model))
+        layers = [nn.Dropout(dropout), nn.Linear(d_model, d_model), nn.GELU()] if hidden else []
+        self.net = nn.Sequential(*layers, nn.Dropout(dropout), nn.Linear(d_model, n_classes))
+        self.hidden = hidden
+
+    @property
+    def linear(self) -> nn.Linear:
+        """The output layer (for a head without ``hidden``, the whole learned map)."""
+        return self.net[-1]
+
+    @torch.no_grad()
+    def standardise(self, features: torch.Tensor) -> None:
+        """Set ``shift``/``scale`` to the mean and standard deviation of ``features`` (n, d_model) per dimension;
+        a dimension that does not vary keeps scale 1 (as scikit-learn's ``StandardScaler``)."""
+        std = features.float().std(0, unbiased=False)
+        self.shift.copy_(features.float().mean(0))
+        self.scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.net(hidden)
+        # in float32 even under bf16 autocast: the between-cell differences sit in the low bits of the states
+        return self.net((hidden.float() - self.shift) / self.scale)
 
 
 class Classifier(nn.Module):
     """The encoder of a :class:`GeneCompass` model plus a :class:`ClassifierHead` for ``task`` ("cell"/"gene")."""
 
     def __init__(self, encoder: GeneCompass, task: str, classes: list[str], *, dropout: float = 0.1,
-                 pooling: str = "cell"):
+                 pooling: str = "cell", hidden: bool = False):
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}; got {task!r}")
@@ -56,23 +85,27 @@ class Classifier(nn.Module):
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise ValueError(f"a classifier needs at least two distinct classes; got {classes}")
         self.encoder, self.task, self.classes = encoder, task, list(classes)
-        self.head = ClassifierHead(encoder.config.d_model, len(classes), dropout)
+        self.head = ClassifierHead(encoder.config.d_model, len(classes), dropout, hidden=hidden)
         self.dropout, self.pooling = dropout, pooling
 
-    def forward(self, input_ids, values, species, attention_mask=None) -> torch.Tensor:
-        """Logits: (B, n_classes) for cells, (B, L, n_classes) for gene tokens (padding positions included).
+    def features(self, input_ids, values, species, attention_mask=None) -> torch.Tensor:
+        """What the head reads: (B, d_model) per cell, (B, L, d_model) per gene token (padding included).
 
         Cells are read from the cell (species) token (``pooling="cell"``, the paper's choice) or from the mean of
         the cell token and every real gene token (``"mean"``)."""
         hidden = self.encoder.encode(input_ids, values, species, attention_mask)
         if self.task == "gene":
-            return self.head(hidden[:, 1:])
+            return hidden[:, 1:]
         if self.pooling == "cell":
-            return self.head(hidden[:, 0])
+            return hidden[:, 0]
         real = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
         if attention_mask is not None:
             real[:, 1:] = attention_mask.to(hidden.dtype)
-        return self.head((hidden * real.unsqueeze(-1)).sum(1) / real.sum(1, keepdim=True))
+        return (hidden * real.unsqueeze(-1)).sum(1) / real.sum(1, keepdim=True)
+
+    def forward(self, input_ids, values, species, attention_mask=None) -> torch.Tensor:
+        """Logits: (B, n_classes) for cells, (B, L, n_classes) for gene tokens (padding positions included)."""
+        return self.head(self.features(input_ids, values, species, attention_mask))
 
     def freeze(self, *, layers: int = 0, head_only: bool = False) -> None:
         """Stop gradients into the input embedding and the first ``layers`` encoder blocks, or into the whole
@@ -151,7 +184,7 @@ def save_classifier(classifier: Classifier, directory: str | os.PathLike, *, sou
         save_file(head, str(tmp), metadata={"format": FORMAT})
     write_json({"format": FORMAT, "task": classifier.task, "classes": classifier.classes,
                 "head": {"d_model": classifier.encoder.config.d_model, "dropout": classifier.dropout,
-                         "pooling": classifier.pooling},
+                         "pooling": classifier.pooling, "hidden": classifier.head.hidden},
                 "source_checkpoint": str(source), **(record or {})}, directory / "finetune.json")
     return directory
 
@@ -165,7 +198,14 @@ def load_classifier(directory: str | os.PathLike, *, map_location: str = "cpu") 
         raise FileNotFoundError(f"{directory} holds no fine-tuned classifier (no finetune.json); "
                                 f"a pretrained checkpoint must be fine-tuned first")
     record = json.loads((directory / "finetune.json").read_text())
+    head = record["head"]
+    # records without "hidden" predate the standardised linear head: theirs was the hidden-layer head, unstandardised
     classifier = Classifier(load_model(directory, map_location=map_location), record["task"], record["classes"],
-                            dropout=record["head"]["dropout"], pooling=record["head"].get("pooling", "cell"))
-    classifier.head.load_state_dict(load_file(str(directory / "head.safetensors"), device=map_location))
+                            dropout=head["dropout"], pooling=head.get("pooling", "cell"),
+                            hidden=head.get("hidden", True))
+    state = load_file(str(directory / "head.safetensors"), device=map_location)
+    missing, unexpected = classifier.head.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"shift", "scale"}:
+        raise ValueError(f"{directory / 'head.safetensors'} does not fit its finetune.json head {head}: missing "
+                         f"{sorted(missing)}, unexpected {sorted(unexpected)}")
     return classifier, record

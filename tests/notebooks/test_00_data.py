@@ -26,9 +26,24 @@ def test_every_dataset_both_species(metrics):
         assert rows[name]["counts"] is True
         assert rows[name]["mapped to Ensembl"] > 0.6, name
         assert 0 < rows[name]["one-to-one ortholog"] <= rows[name]["with human ortholog"] <= 1, name
-    # the ci profile caps each dataset at 2,000 cells: only the 10k mouse subset is larger
-    assert rows["mouse_10k_subset"]["cells"] == 2_000
+    # the ci profile caps each dataset at 2,000 cells: only the 10k mouse subset and Baron human are larger
+    assert rows["mouse_10k_subset"]["cells"] == rows["baron_human"]["cells"] == 2_000
+    assert rows["baron_mouse"]["cells"] == 1_886
     assert rows["pbmc68k_reduced"]["cell types"] == 10
+
+
+def test_baron_pair_labels_donors_and_symbols(metrics):
+    per_type, donors = metrics["cells_per_type"], metrics["donors"]
+    assert set(per_type) == {"baron_human", "baron_mouse"}
+    assert sum(per_type["baron_human"].values()) == 2_000  # a random 2,000 of 2,142
+    assert per_type["baron_mouse"]["type B pancreatic cell"] == 894  # all 1,886 mouse cells kept
+    assert len(per_type["baron_mouse"]) == 12 and len(per_type["baron_human"]) >= 10
+    acinar = "pancreatic acinar cell"
+    assert acinar in per_type["baron_human"] and acinar not in per_type["baron_mouse"]
+    assert set(donors["baron_human"]) == {"human1", "human2", "human3", "human4"}
+    assert set(donors["baron_mouse"]) == {"mouse1", "mouse2"}
+    for name in per_type:
+        assert metrics["datasets"][name]["mapped to Ensembl"] > 0.98 and metrics["symbols_restored"][name] > 70
 
 
 def test_non_counts_are_flagged(metrics):

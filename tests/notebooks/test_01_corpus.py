@@ -24,6 +24,7 @@ def test_both_species_in_vocabulary_and_corpus(metrics):
     assert per_species["human"] > 10_000 and per_species["mouse"] > 10_000
     species = {row["species"] for row in metrics["qc"].values()}
     assert species == {"human", "mouse"}
+    assert {"baron_human", "baron_mouse"} <= set(metrics["qc"])  # the labelled pair is in the corpus
 
 
 def test_qc_keeps_most_cells_and_counts_add_up(metrics):

@@ -1,4 +1,5 @@
-"""Notebook 03 on the ci profile: a pretraining run with loss curves, ablations, a loadable checkpoint, embeddings."""
+"""Notebook 03 on the ci profile: a pretraining run with loss curves, ablations, a loadable checkpoint, embeddings,
+and what the cell embedding encodes (cell token vs mean pooling, depth)."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,3 +50,18 @@ def test_figures_exist(metrics):
     for name in ("loss_curves", "umap"):
         assert paths.figure_path("03_pretraining", name).exists()
     assert metrics["embedded_cells"] > 1_000
+
+
+def test_cell_embedding_is_measured_against_depth_and_mean_pooling(metrics):
+    found = metrics["cell_embedding"]
+    datasets = {p.stem for p in (paths.DATA_DIR / "00_data" / "datasets").glob("*.h5ad")}
+    assert set(found["structure"]) == datasets and "pbmc68k_reduced" in datasets   # one row per embedded dataset
+    for row in found["structure"].values():
+        assert 0 < row["pc1_variance"] <= 1
+        assert 0 <= row["|rho| PC1 ~ genes per cell"] <= 1 and 0 <= row["|rho| PC1 ~ total counts"] <= 1
+    pooling = found["pooling"]
+    assert set(pooling) == {"cell token", "mean pooling", "depth only"}
+    for row in pooling.values():
+        assert 0 <= row["kNN accuracy mean"] <= 1 and 0 <= row["LR accuracy mean"] <= 1
+    assert pooling["depth only"]["pc1_variance"] is None and 0 < pooling["cell token"]["pc1_variance"] <= 1
+    assert 0 < found["majority_class_accuracy"] < 1 and found["test_fraction"] == 0.3

