@@ -28,9 +28,9 @@ from torch import nn
 from ..core.atomic import atomic_path, write_json
 from ..inputs.fetch import sha256_file
 from ..model.architecture import GeneCompass, load_model, save_model
+from .embedding import POOLINGS, pool
 
 TASKS = ("cell", "gene")
-POOLINGS = ("cell", "mean")
 TOKENIZER_FILES = ("vocab.json", "tokenizer.json", "medians.parquet")
 FORMAT = "gc_lib.classifier/1"
 
@@ -96,12 +96,9 @@ class Classifier(nn.Module):
         hidden = self.encoder.encode(input_ids, values, species, attention_mask)
         if self.task == "gene":
             return hidden[:, 1:]
-        if self.pooling == "cell":
-            return hidden[:, 0]
-        real = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
-        if attention_mask is not None:
-            real[:, 1:] = attention_mask.to(hidden.dtype)
-        return (hidden * real.unsqueeze(-1)).sum(1) / real.sum(1, keepdim=True)
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden.shape[0], hidden.shape[1] - 1, dtype=torch.bool, device=hidden.device)
+        return pool(hidden, attention_mask, self.pooling)
 
     def forward(self, input_ids, values, species, attention_mask=None) -> torch.Tensor:
         """Logits: (B, n_classes) for cells, (B, L, n_classes) for gene tokens (padding positions included)."""
