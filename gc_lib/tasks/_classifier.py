@@ -106,12 +106,12 @@ class Classifier(nn.Module):
 
     def freeze(self, *, layers: int = 0, head_only: bool = False) -> None:
         """Stop gradients into the input embedding and the first ``layers`` encoder blocks, or into the whole
-        encoder with ``head_only``. The MLM heads are never trained here."""
+        encoder with ``head_only``. The pretraining heads (MLM, and GEPC when built) are never trained here."""
         encoder = self.encoder
         if not 0 <= layers <= len(encoder.blocks):
             raise ValueError(f"freeze layers must lie in [0, {len(encoder.blocks)}]; got {layers}")
         encoder.requires_grad_(not head_only)
-        for module in (encoder.id_head, encoder.value_head):
+        for module in encoder.pretraining_heads():
             module.requires_grad_(False)
         encoder.id_bias.requires_grad_(False)
         if layers and not head_only:

@@ -69,9 +69,15 @@ def log_normalised_hvg(adata: AnnData, n_top_genes: int = 2000, *, fit_on: np.nd
 def logistic_regression(features: np.ndarray, labels, train: np.ndarray, test: np.ndarray, *,
                         seed: int = 0) -> np.ndarray:
     """Standardise (on the training cells) and fit a multinomial logistic regression; predict the test cells."""
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3_000, random_state=seed))
     labels = np.asarray(labels)
-    return model.fit(features[train], labels[train]).predict(features[test])
+    return fit_predict_logistic(features[train], labels[train], features[test], seed=seed)
+
+
+def fit_predict_logistic(train_x: np.ndarray, train_labels, test_x: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """:func:`logistic_regression` on separate training and test blocks (e.g. two species' cells): the scaler and
+    the model see ``train_x`` only."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3_000, random_state=seed))
+    return model.fit(train_x, np.asarray(train_labels)).predict(test_x)
 
 
 def pca_knn(features: np.ndarray, labels, train: np.ndarray, test: np.ndarray, *, n_components: int = 50,

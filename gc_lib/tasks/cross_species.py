@@ -131,15 +131,9 @@ def ortholog_baseline(train: AnnData, test: AnnData, label_key: str = "cell_type
     ``label_key``, on :func:`ortholog_features`. Returns the predictions and ``{orthologs, genes}`` (the pair count
     and the human IDs of the genes used)."""
     features = ortholog_features(train, test, pairs=pairs, n_top_genes=n_top_genes)
-    predicted = _logistic_regression(features.train, features.test, _train_labels(train, label_key), seed)
+    predicted = baselines.fit_predict_logistic(features.train, _train_labels(train, label_key), features.test,
+                                                seed=seed)
     return predicted, {"orthologs": features.orthologs, "genes": features.genes}
-
-
-def _logistic_regression(train_x: np.ndarray, test_x: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
-    """:func:`gc_lib.tasks.baselines.logistic_regression` (scaler and model fitted on ``train_x``) on two blocks."""
-    x = np.vstack([train_x, test_x])
-    return baselines.logistic_regression(x, np.concatenate([labels, np.full(len(test_x), "")]),
-                                         np.arange(len(train_x)), np.arange(len(train_x), len(x)), seed=seed)
 
 
 def joint_pca(features: OrthologFeatures, n_components: int = 50, seed: int = 0) -> tuple[PCA, np.ndarray,
@@ -197,8 +191,8 @@ def _frozen_predictions(train: AnnData, test: AnnData, label_key: str, embedding
     if missing:
         raise KeyError(f"{' and '.join(missing)} lack obsm[{embedding_key!r}]: run gc_lib.embed(adata, checkpoint) "
                        f"on each species first")
-    return _logistic_regression(np.asarray(train.obsm[embedding_key]), np.asarray(test.obsm[embedding_key]),
-                                _train_labels(train, label_key), seed)
+    return baselines.fit_predict_logistic(np.asarray(train.obsm[embedding_key]), _train_labels(train, label_key),
+                                          np.asarray(test.obsm[embedding_key]), seed=seed)
 
 
 def cross_species_annotation(train: AnnData, test: AnnData, checkpoint: str | os.PathLike | None,
@@ -234,7 +228,7 @@ def cross_species_annotation(train: AnnData, test: AnnData, checkpoint: str | os
         predictions[FROZEN] = _frozen_predictions(train, test, label_key, embedding_key, config.seed)
     features = ortholog_features(train, test, pairs=pairs, n_top_genes=n_top_genes)
     labels = _train_labels(train, label_key)
-    predictions[BASELINE] = _logistic_regression(features.train, features.test, labels, config.seed)
+    predictions[BASELINE] = baselines.fit_predict_logistic(features.train, labels, features.test, seed=config.seed)
     predictions[KNN], _ = _pca_knn(features, labels, n_components=50, k=15, seed=config.seed)
     table = pd.DataFrame({"truth": test.obs[label_key].astype(str).to_numpy(), **predictions}, index=test.obs_names)
     return _summary(train, test, table, sorted(set(labels)), dropped, features), table

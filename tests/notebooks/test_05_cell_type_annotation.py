@@ -50,3 +50,36 @@ def test_the_control_is_named_for_what_it_is_and_leakage_is_stated(metrics):
     assert "no pretraining" not in {m["method"] for m in metrics["methods"]}      # the old, misleading name
     assert metrics["test_cells_in_pretraining_corpus"] is True
     assert "inside the pretraining corpus" in metrics["data"]
+
+
+BARON_METHODS = {"fine-tuned GeneCompass", "frozen embeddings + logistic regression", "priors, no pretraining",
+                 "logistic regression (one-to-one orthologs)", "kNN (joint PCA of one-to-one orthologs)"}
+SETTINGS = ["human → human", "mouse → mouse", "human → mouse", "mouse → human"]
+
+
+def test_baron_every_setting_method_and_seed(metrics):
+    baron = metrics["baron"]
+    assert set(baron["cells"]) == {"human", "mouse"} and min(baron["cells"].values()) >= 300
+    runs = baron["runs"]
+    for setting in SETTINGS:
+        for method in BARON_METHODS:
+            f1 = [r["macro_f1"] for r in runs if r["setting"] == setting and r["method"] == method]
+            assert len(f1) == len(baron["seeds"]) and all(0 <= v <= 1 for v in f1)
+            row = next(r for r in baron["summary"] if r["setting"] == setting and r["method"] == method)
+            assert row["macro_f1_mean"] == pytest.approx(np.mean(f1))
+        best = max(BARON_METHODS, key=lambda m: next(r["macro_f1_mean"] for r in baron["summary"]
+                                                      if r["setting"] == setting and r["method"] == m))
+        assert baron["winners"][setting] == best
+
+
+def test_baron_splits_exclusions_and_token_share(metrics):
+    baron = metrics["baron"]
+    assert {baron["splits"][s]["kind"] for s in SETTINGS[:2]} <= {"donor", "stratified"}
+    assert {baron["splits"][s]["kind"] for s in SETTINGS[2:]} == {"species"}
+    assert "pancreatic acinar cell" in baron["excluded_test_cells"]["mouse → human"]   # mouse has no acinar cells
+    hvg = [r for r in baron["summary"] if r["method"] == "logistic regression (one-to-one orthologs)"]
+    assert min(r["macro_f1_mean"] for r in hvg) > 0.4                   # pancreas types are easy for the baseline
+    share = {row["species"]: row for row in baron["token_share"]}
+    assert share["human"]["prior_lookup_share"] == 1.0                  # human tokens use their own gene
+    assert 0.3 < share["mouse"]["prior_lookup_share"] < 1.0             # mouse tokens only via one-to-one orthologs
+    assert paths.figure_path("05_cell_type_annotation", "baron_confusion").exists()

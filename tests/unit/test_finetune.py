@@ -292,3 +292,15 @@ def test_bad_input_is_named(tiny_checkpoint, tmp_path):
     with pytest.raises(ValueError, match="two distinct classes"):
         Classifier(load_model(tiny_checkpoint), "cell", ["only"])
     assert not (tmp_path / "x").exists()
+
+
+def test_freezing_never_trains_the_pretraining_heads_gepc_included():
+    config = ModelConfig.preset("tiny", 40, d_model=32, n_heads=2, d_ff=64, max_len=16, prior_dims={},
+                                gepc_loss_weight=0.1)
+    classifier = Classifier(build_model(config), "cell", ["A", "B"])
+    classifier.freeze(layers=1)
+    heads = classifier.encoder.pretraining_heads()
+    assert classifier.encoder.gepc_head in heads
+    assert not any(p.requires_grad for head in heads for p in head.parameters())
+    assert all(p.requires_grad for p in classifier.encoder.blocks[1].parameters())
+    assert all(p.requires_grad for p in classifier.head.parameters())
