@@ -51,8 +51,8 @@ NOTEBOOK_SIZES: dict[str, dict[str, dict]] = {
                                  {"n_layers": 12, "d_model": 768, "n_heads": 12, "d_ff": 3072}]},
     },
     "05_cell_type_annotation": {  # fine-tuning length and input; Baron cells, seeds, epochs, genes; Census tissue
-        "ci": {"epochs": 3, "max_genes": 64, "batch_size": 16, "baron_max_cells": 400, "baron_seeds": 3,
-               "baron_epochs": 3, "baron_max_genes": 64, "cross_species_tissue": None},
+        "ci": {"epochs": 3, "max_genes": 64, "batch_size": 16, "baron_max_cells": 300, "baron_seeds": 3,
+               "baron_epochs": 2, "baron_max_genes": 64, "cross_species_tissue": None},
         "local": {"epochs": 8, "max_genes": 256, "batch_size": 16, "baron_max_cells": 600, "baron_seeds": 3,
                   "baron_epochs": 4, "baron_max_genes": 128, "cross_species_tissue": None},
         "full": {"epochs": 10, "max_genes": 2047, "batch_size": 32, "baron_max_cells": None, "baron_seeds": 5,
