@@ -53,7 +53,7 @@ NOTEBOOK_SIZES: dict[str, dict[str, dict]] = {
     "05_cell_type_annotation": {  # fine-tuning length and input; Baron cells, seeds, epochs, genes; Census tissue
         "ci": {"epochs": 3, "max_genes": 64, "batch_size": 16, "baron_max_cells": 300, "baron_seeds": 3,
                "baron_epochs": 2, "baron_max_genes": 64, "cross_species_tissue": None},
-        "local": {"epochs": 8, "max_genes": 256, "batch_size": 16, "baron_max_cells": 600, "baron_seeds": 3,
+        "local": {"epochs": 8, "max_genes": 256, "batch_size": 16, "baron_max_cells": 600, "baron_seeds": 5,
                   "baron_epochs": 4, "baron_max_genes": 128, "cross_species_tissue": None},
         "full": {"epochs": 10, "max_genes": 2047, "batch_size": 32, "baron_max_cells": None, "baron_seeds": 5,
                  "baron_epochs": 10, "baron_max_genes": None, "cross_species_tissue": "lung"},

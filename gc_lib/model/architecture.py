@@ -234,19 +234,31 @@ class GeneCompass(nn.Module):
     def encode(self, input_ids: torch.Tensor, values: torch.Tensor, species: torch.Tensor,
                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states (B, 1 + L, d_model): position 0 is the cell (species) token, then the genes in rank order."""
-        B, L = input_ids.shape
+        return self.encode_from(self.embed_tokens(input_ids, values, species), attention_mask)
+
+    def embed_tokens(self, input_ids: torch.Tensor, values: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """The first encoder block's input (B, 1 + L, d_model): the cell (species) token and the gene tokens
+        (:class:`GeneEmbedding`), rank positions added, normalised (and dropout in train mode)."""
+        L = input_ids.shape[1]
         if L + 1 > self.config.max_len:
             raise ValueError(f"{L} gene tokens + the cell token exceed max_len {self.config.max_len}")
         cell = self.genes.ids(species.long() + self.config.first_species_id).unsqueeze(1)    # (B, 1, d)
         x = torch.cat([cell, self.genes(input_ids, values)], dim=1)
-        x = self.drop(self.embed_norm(x + self.positions.weight[: L + 1]))
+        return self.drop(self.embed_norm(x + self.positions.weight[: L + 1]))
+
+    def encode_from(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, *, first_block: int = 0,
+                    stop_block: int | None = None) -> torch.Tensor:
+        """Run ``blocks[first_block:stop_block]`` on states ``x`` (B, 1 + L, d_model) — the output of
+        :meth:`embed_tokens` (``first_block=0``) or of block ``first_block - 1`` — then the final norm unless
+        ``stop_block`` is given. Fine-tuning with frozen lower layers computes their output once per cell and starts
+        here (:mod:`gc_lib.tasks._finetune_loop`)."""
         key_mask = None
         if attention_mask is not None:
-            keep = torch.cat([attention_mask.new_ones(B, 1), attention_mask.bool()], dim=1)
+            keep = torch.cat([attention_mask.new_ones(len(x), 1), attention_mask.bool()], dim=1)
             key_mask = keep[:, None, None, :]                                                 # (B, 1, 1, 1 + L)
-        for block in self.blocks:
+        for block in self.blocks[first_block:stop_block]:
             x = block(x, key_mask)
-        return self.final_norm(x)
+        return self.final_norm(x) if stop_block is None else x
 
     def forward(self, input_ids, values, species, attention_mask=None, masked=None, labels=None,
                 value_labels=None) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@
 - :mod:`~gc_lib.tasks.embedding`    ``gc_lib.embed(adata, checkpoint)``: cell and gene embeddings, scanpy-style
 - :mod:`~gc_lib.tasks.cell_tokens`  tokenised cells in memory, batched for inference and fine-tuning
 - :mod:`~gc_lib.tasks.finetune`     cell and gene-token classifiers: fit, predict, reuse by content
+- :mod:`~gc_lib.tasks.fit_pool`     independent fine-tuning runs side by side in worker processes
 - :mod:`~gc_lib.tasks.baselines`    the split protocol and the simple baselines every task is compared with
 - :mod:`~gc_lib.tasks.dosage`       dosage-sensitivity labels (ClinGen, GO) and scoring for notebook 09
 - :mod:`~gc_lib.tasks.dosage_cells` corpus cells streamed shard by shard: token statistics, cells sampled per gene
@@ -10,7 +11,7 @@
   one-to-one ortholog baselines (logistic regression, kNN in a PCA of the training cells)
 - :mod:`~gc_lib.tasks.species_splits` donor / stratified / cross-species splits, the rare-class rule
 - :mod:`~gc_lib.tasks.species_scores` shared-class scoring, per-class F1 with class sizes, prior-token shares
-- internal: ``_classifier`` (classifier heads and their checkpoint files)
+- internal: ``_classifier`` (classifier heads and their checkpoint files), ``_finetune_loop`` (the training loop)
 
 Imports: any earlier stage (:mod:`gc_lib.core` … :mod:`gc_lib.model`).
 """

@@ -87,26 +87,43 @@ class Classifier(nn.Module):
         self.encoder, self.task, self.classes = encoder, task, list(classes)
         self.head = ClassifierHead(encoder.config.d_model, len(classes), dropout, hidden=hidden)
         self.dropout, self.pooling = dropout, pooling
+        self.frozen_blocks: int | None = None    # set by freeze(): blocks whose output is fixed, None if none is
 
-    def features(self, input_ids, values, species, attention_mask=None) -> torch.Tensor:
+    def features(self, input_ids, values, species, attention_mask=None, *, states=None) -> torch.Tensor:
         """What the head reads: (B, d_model) per cell, (B, L, d_model) per gene token (padding included).
 
         Cells are read from the cell (species) token (``pooling="cell"``, the paper's choice) or from the mean of
-        the cell token and every real gene token (``"mean"``)."""
-        hidden = self.encoder.encode(input_ids, values, species, attention_mask)
+        the cell token and every real gene token (``"mean"``). ``states``: the frozen part's output for these cells
+        (:meth:`frozen_states`), computed earlier; the encoder then runs only its trainable blocks."""
+        if states is None:
+            hidden = self.encoder.encode(input_ids, values, species, attention_mask)
+        else:
+            hidden = self.encoder.encode_from(states, attention_mask, first_block=self.frozen_blocks)
         if self.task == "gene":
             return hidden[:, 1:]
         if attention_mask is None:
             attention_mask = torch.ones(hidden.shape[0], hidden.shape[1] - 1, dtype=torch.bool, device=hidden.device)
         return pool(hidden, attention_mask, self.pooling)
 
-    def forward(self, input_ids, values, species, attention_mask=None) -> torch.Tensor:
-        """Logits: (B, n_classes) for cells, (B, L, n_classes) for gene tokens (padding positions included)."""
-        return self.head(self.features(input_ids, values, species, attention_mask))
+    @torch.no_grad()
+    def frozen_states(self, input_ids, values, species, attention_mask=None) -> torch.Tensor:
+        """The output of the frozen input embedding and first :attr:`frozen_blocks` blocks (B, 1 + L, d_model), in
+        the encoder's current mode: what :meth:`features` takes as ``states``."""
+        if self.frozen_blocks is None:
+            raise ValueError("the input embedding is trained, so no part of the encoder is frozen to precompute")
+        x = self.encoder.embed_tokens(input_ids, values, species)
+        return self.encoder.encode_from(x, attention_mask, stop_block=self.frozen_blocks)
 
-    def freeze(self, *, layers: int = 0, head_only: bool = False) -> None:
-        """Stop gradients into the input embedding and the first ``layers`` encoder blocks, or into the whole
-        encoder with ``head_only``. The pretraining heads (MLM, and GEPC when built) are never trained here."""
+    def forward(self, input_ids, values, species, attention_mask=None, *, states=None) -> torch.Tensor:
+        """Logits: (B, n_classes) for cells, (B, L, n_classes) for gene tokens (padding positions included);
+        ``states`` as in :meth:`features`."""
+        return self.head(self.features(input_ids, values, species, attention_mask, states=states))
+
+    def freeze(self, *, layers: int = 0, embeddings: bool = False, head_only: bool = False) -> None:
+        """Stop gradients into the input embedding (with ``embeddings``, or whenever ``layers`` > 0) and the first
+        ``layers`` encoder blocks, or into the whole encoder with ``head_only``. The pretraining heads (MLM, and
+        GEPC when built) are never trained here. :attr:`frozen_blocks` records the frozen blocks when the input
+        embedding is frozen (None when it trains): their output is fixed, so training may precompute it."""
         encoder = self.encoder
         if not 0 <= layers <= len(encoder.blocks):
             raise ValueError(f"freeze layers must lie in [0, {len(encoder.blocks)}]; got {layers}")
@@ -114,7 +131,8 @@ class Classifier(nn.Module):
         for module in encoder.pretraining_heads():
             module.requires_grad_(False)
         encoder.id_bias.requires_grad_(False)
-        if layers and not head_only:
+        self.frozen_blocks = len(encoder.blocks) if head_only else layers if (layers or embeddings) else None
+        if self.frozen_blocks is not None and not head_only:
             for module in (encoder.genes, encoder.positions, encoder.embed_norm, *encoder.blocks[:layers]):
                 module.requires_grad_(False)
 

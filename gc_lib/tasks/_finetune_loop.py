@@ -37,6 +37,7 @@ from .cell_tokens import CellTokens, collate, length_batches
 
 IGNORE = -100          # target of positions that carry no label (cross-entropy skips them)
 PROBE_EXAMPLES = 20_000  # at most this many training examples (cells or labelled tokens) prepare the head
+FROZEN_STATES_BYTES = 2 * 1024 ** 3  # precompute a frozen encoder part's output only when it fits in this (CPU RAM)
 
 
 def device_of(name: str | None) -> torch.device:
@@ -53,16 +54,60 @@ def class_weights(targets: np.ndarray, n_classes: int, mode: str | None) -> torc
     return torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
 
 
+class FrozenStates:
+    """The frozen part's output (:meth:`Classifier.frozen_states`) for some cells, computed once in eval mode and
+    kept on the CPU, one (length + 1, d_model) tensor per cell: fine-tuning with a frozen input embedding (and
+    frozen lower blocks) then runs only the trainable blocks. Exact — the frozen part is deterministic in eval mode
+    — so it changes speed, not results."""
+
+    def __init__(self, classifier: Classifier, cells: CellTokens, index: np.ndarray, batch_size: int,
+                 device: torch.device):
+        classifier.to(device).eval()
+        self.states: dict[int, torch.Tensor] = {}
+        lengths = cells.lengths()
+        for batch in length_batches(lengths[index], batch_size):
+            rows = index[batch]
+            inputs = {k: v.to(device) for k, v in collate(cells, rows, pad_id=classifier.encoder.config.pad_id).items()}
+            states = classifier.frozen_states(**inputs).float().cpu()
+            for row, cell in enumerate(rows):
+                self.states[int(cell)] = states[row, : lengths[cell] + 1].clone()
+
+    @staticmethod
+    def fits(classifier: Classifier, cells: CellTokens, index: np.ndarray) -> bool:
+        """Whether the states of the cells at ``index`` stay within :data:`FROZEN_STATES_BYTES` (float32)."""
+        tokens = int((cells.lengths()[index] + 1).sum())
+        return tokens * classifier.encoder.config.d_model * 4 <= FROZEN_STATES_BYTES
+
+    def batch(self, index, length: int, device: torch.device) -> torch.Tensor:
+        """The states of the cells at ``index``, zero-padded to ``1 + length`` positions: (B, 1 + length, d)."""
+        first = self.states[int(index[0])]
+        out = first.new_zeros(len(index), length + 1, first.shape[-1])
+        for row, cell in enumerate(index):
+            state = self.states[int(cell)]
+            out[row, : len(state)] = state
+        return out.to(device)
+
+
+def batch_inputs(classifier: Classifier, cells: CellTokens, index, device: torch.device,
+                 frozen: FrozenStates | None) -> dict[str, torch.Tensor]:
+    """The classifier's keyword inputs for the cells at ``index`` on ``device``: the padded tokens, and the
+    precomputed frozen states when there are any."""
+    inputs = {k: v.to(device) for k, v in collate(cells, index, pad_id=classifier.encoder.config.pad_id).items()}
+    if frozen is not None:
+        inputs["states"] = frozen.batch(index, inputs["input_ids"].shape[1], device)
+    return inputs
+
+
 @torch.no_grad()
 def training_features(classifier: Classifier, cells: CellTokens, targets, index: np.ndarray, batch_size: int,
-                      device: torch.device, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+                      device: torch.device, seed: int, frozen: FrozenStates | None = None
+                      ) -> tuple[torch.Tensor, np.ndarray]:
     """The features the head reads (encoder in eval mode) and the class of every labelled training example of
     the cells at ``index`` — at most :data:`PROBE_EXAMPLES` of them, drawn at random (``seed``)."""
     classifier.to(device).eval()
     features, labels = [], []
     for batch in length_batches(cells.lengths()[index], batch_size):
-        inputs = {k: v.to(device) for k, v in collate(cells, index[batch],
-                                                      pad_id=classifier.encoder.config.pad_id).items()}
+        inputs = batch_inputs(classifier, cells, index[batch], device, frozen)
         target = targets(index[batch], inputs["input_ids"].cpu(), "train")
         labelled = target != IGNORE
         features.append(classifier.features(**inputs).float().cpu()[labelled])
@@ -126,9 +171,14 @@ def train(classifier: Classifier, cells: CellTokens, targets, train_index, val_i
     from tqdm.auto import tqdm
 
     device = device_of(config.device)
+    frozen = None
+    needed = np.union1d(train_index, val_index)
+    if (config.cache_frozen and classifier.frozen_blocks is not None
+            and (config.head_only or not config.encoder_dropout) and FrozenStates.fits(classifier, cells, needed)):
+        frozen = FrozenStates(classifier, cells, needed, config.batch_size * 2, device)
     if config.standardise or config.probe_init:
         features, labels = training_features(classifier, cells, targets, train_index, config.batch_size * 2, device,
-                                             config.seed)
+                                             config.seed, frozen)
         prepare_head(classifier, features, labels, standardise=config.standardise, probe_init=config.probe_init,
                      class_weight=config.class_weight, seed=config.seed)
     classifier.to(device)
@@ -142,7 +192,7 @@ def train(classifier: Classifier, cells: CellTokens, targets, train_index, val_i
     use_bf16 = device.type == "cuda" and config.bf16
 
     def loss_of(index, split: str) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
-        batch = {k: v.to(device) for k, v in collate(cells, index, pad_id=classifier.encoder.config.pad_id).items()}
+        batch = batch_inputs(classifier, cells, index, device, frozen)
         target = targets(index, batch["input_ids"].cpu(), split).to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext():
             logits = classifier(**batch).float()

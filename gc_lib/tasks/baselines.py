@@ -23,11 +23,15 @@ from sklearn.preprocessing import StandardScaler
 from ..inputs.contract import counts_matrix
 
 
-def stratified_splits(labels, seeds, test_fraction: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One stratified (train, test) split of cell positions per seed — the same for every method."""
+def stratified_splits(labels, seeds, test_fraction: float, *, strata=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One stratified (train, test) split of cell positions per seed — the same for every method. ``strata``: what
+    to stratify on, one entry per cell (default: ``labels``; e.g. labels with the rarest classes pooled)."""
     labels = np.asarray(labels)
+    strata = labels if strata is None else np.asarray(strata)
+    if len(strata) != len(labels):
+        raise ValueError(f"strata has {len(strata)} entries for {len(labels)} cells")
     positions = np.arange(len(labels))
-    return [tuple(np.sort(part) for part in train_test_split(positions, test_size=test_fraction, stratify=labels,
+    return [tuple(np.sort(part) for part in train_test_split(positions, test_size=test_fraction, stratify=strata,
                                                              random_state=seed)) for seed in seeds]
 
 

@@ -35,6 +35,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from ..inputs.contract import SPECIES, counts_matrix
 from . import baselines, finetune
+from .fit_pool import CellFitJob
 from .species_scores import shared_class_scores
 from .species_splits import MIN_TRAIN_CELLS, rare_classes
 
@@ -166,32 +167,60 @@ def _pca_knn(features: OrthologFeatures, labels: np.ndarray, n_components: int, 
                        "explained_variance": float(pca.explained_variance_ratio_.sum())}
 
 
-def _finetuned_predictions(train: AnnData, test: AnnData, label_key: str, checkpoint, model_dir,
-                           config: finetune.FinetuneConfig, scratch_control: bool, reuse: bool,
-                           progress: bool) -> dict[str, np.ndarray]:
-    """Fine-tune on ``train`` and predict ``test``: the pretrained model into ``model_dir/finetuned``, and with
-    ``scratch_control`` the same architecture and priors freshly initialised into ``model_dir/from_scratch``."""
+def training_cells(train: AnnData, label_key: str = "cell_type",
+                   min_train_cells: int = MIN_TRAIN_CELLS) -> tuple[AnnData, np.ndarray, dict[str, int]]:
+    """``train`` without the cells of its rare classes (:func:`~gc_lib.tasks.species_splits.rare_classes`), their
+    labels, and the dropped classes → their cell counts: the training side every method of
+    :func:`cross_species_annotation` learns from."""
+    labels = _train_labels(train, label_key)
+    dropped = rare_classes(labels, min_train_cells)
+    kept = ~np.isin(labels, list(dropped))
+    return train[kept], labels[kept], dropped
+
+
+def _jobs(kept: AnnData, label_key: str, checkpoint, model_dir, config: finetune.FinetuneConfig,
+          scratch_control: bool) -> dict[str, CellFitJob]:
     runs = {GENECOMPASS: ("finetuned", config)}
     if scratch_control:
         runs[SCRATCH] = ("from_scratch", replace(config, from_scratch=True))
+    return {method: CellFitJob(kept, label_key, Path(checkpoint), Path(model_dir) / folder, settings)
+            for method, (folder, settings) in runs.items()}
+
+
+def finetune_jobs(train: AnnData, checkpoint: str | os.PathLike, model_dir: str | os.PathLike,
+                  config: finetune.FinetuneConfig, *, label_key: str = "cell_type",
+                  min_train_cells: int = MIN_TRAIN_CELLS, scratch_control: bool = False) -> dict[str, CellFitJob]:
+    """Method → the fine-tuning :class:`~gc_lib.tasks.fit_pool.CellFitJob` that :func:`cross_species_annotation`
+    runs for this training side (same cells, folders and settings): the pretrained model into
+    ``model_dir/finetuned`` and, with ``scratch_control``, the same architecture and priors freshly initialised into
+    ``model_dir/from_scratch``. Fit many splits' jobs ahead, side by side
+    (:func:`~gc_lib.tasks.fit_pool.fit_cell_classifiers`), and the annotation with ``reuse=True`` reads them."""
+    kept, _, _ = training_cells(train, label_key, min_train_cells)
+    return _jobs(kept.copy(), label_key, checkpoint, model_dir, config, scratch_control)
+
+
+def _finetuned_predictions(kept: AnnData, test: AnnData, label_key: str, checkpoint, model_dir,
+                           config: finetune.FinetuneConfig, scratch_control: bool, reuse: bool,
+                           progress: bool) -> dict[str, np.ndarray]:
+    """Fine-tune on the training cells ``kept`` (:func:`_jobs`) and predict ``test``."""
     predictions = {}
-    for method, (folder, settings) in runs.items():
-        directory = Path(model_dir) / folder
-        finetune.fit_cell_classifier(train, label_key, checkpoint, directory, settings, reuse=reuse,
+    for method, job in _jobs(kept, label_key, checkpoint, model_dir, config, scratch_control).items():
+        finetune.fit_cell_classifier(job.adata, label_key, checkpoint, job.out_dir, job.config, reuse=reuse,
                                      progress=progress)
-        predicted = finetune.predict_cells(test, directory, key_added="predicted", copy=True)
+        predicted = finetune.predict_cells(test, job.out_dir, key_added="predicted", copy=True)
         predictions[method] = predicted.obs["predicted"].astype(str).to_numpy()
     return predictions
 
 
-def _frozen_predictions(train: AnnData, test: AnnData, label_key: str, embedding_key: str,
+def _frozen_predictions(train: AnnData, test: AnnData, labels: np.ndarray, embedding_key: str,
                         seed: int) -> np.ndarray:
-    """Logistic regression on the cell embeddings in ``obsm[embedding_key]`` (from :func:`gc_lib.embed`)."""
+    """Logistic regression of the training ``labels`` on the cell embeddings in ``obsm[embedding_key]`` (from
+    :func:`gc_lib.embed`)."""
     missing = [name for name, a in (("train", train), ("test", test)) if embedding_key not in a.obsm]
     if missing:
         raise KeyError(f"{' and '.join(missing)} lack obsm[{embedding_key!r}]: run gc_lib.embed(adata, checkpoint) "
                        f"on each species first")
-    return baselines.fit_predict_logistic(np.asarray(train.obsm[embedding_key]), _train_labels(train, label_key),
+    return baselines.fit_predict_logistic(np.asarray(train.obsm[embedding_key]), labels,
                                           np.asarray(test.obsm[embedding_key]), seed=seed)
 
 
@@ -208,7 +237,8 @@ def cross_species_annotation(train: AnnData, test: AnnData, checkpoint: str | os
     ortholog baselines (:data:`BASELINE`, :data:`KNN`); with a ``checkpoint``, :data:`GENECOMPASS` fine-tuned into
     ``model_dir`` (and :data:`SCRATCH` with ``scratch_control``); with ``embedding_key``, :data:`FROZEN`.
     ``config.seed`` seeds every method (give each split's seed). ``reuse`` as in
-    :func:`gc_lib.tasks.finetune.fit_cell_classifier`.
+    :func:`gc_lib.tasks.finetune.fit_cell_classifier`. ``pairs``: the ortholog table (None: read
+    :func:`gc_lib.inputs.genes.mouse_to_human` on every call; load it once and pass it when running many splits).
 
     Returns a JSON-ready summary (species, cells, ``train_classes``, ``dropped_rare_classes``, ``shared_classes``,
     ``excluded_test_cells`` by class, ortholog counts, ``methods``: :meth:`SharedClassScores.summary` per method)
@@ -218,16 +248,14 @@ def cross_species_annotation(train: AnnData, test: AnnData, checkpoint: str | os
         raise ValueError("config.from_scratch is set: pass the pretrained config and scratch_control=True")
     if checkpoint is not None and model_dir is None:
         raise ValueError("fine-tuning needs a model_dir to write the fine-tuned models into")
-    dropped = rare_classes(_train_labels(train, label_key), min_train_cells)
-    train = train[~train.obs[label_key].astype(str).isin(list(dropped)).to_numpy()]
+    train, labels, dropped = training_cells(train, label_key, min_train_cells)
     predictions = {}
     if checkpoint is not None:
         predictions |= _finetuned_predictions(train, test, label_key, checkpoint, model_dir, config,
                                               scratch_control, reuse, progress)
     if embedding_key is not None:
-        predictions[FROZEN] = _frozen_predictions(train, test, label_key, embedding_key, config.seed)
+        predictions[FROZEN] = _frozen_predictions(train, test, labels, embedding_key, config.seed)
     features = ortholog_features(train, test, pairs=pairs, n_top_genes=n_top_genes)
-    labels = _train_labels(train, label_key)
     predictions[BASELINE] = baselines.fit_predict_logistic(features.train, labels, features.test, seed=config.seed)
     predictions[KNN], _ = _pca_knn(features, labels, n_components=50, k=15, seed=config.seed)
     table = pd.DataFrame({"truth": test.obs[label_key].astype(str).to_numpy(), **predictions}, index=test.obs_names)

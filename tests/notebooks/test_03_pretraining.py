@@ -65,3 +65,14 @@ def test_cell_embedding_is_measured_against_depth_and_mean_pooling(metrics):
         assert 0 <= row["kNN accuracy mean"] <= 1 and 0 <= row["LR accuracy mean"] <= 1
     assert pooling["depth only"]["pc1_variance"] is None and 0 < pooling["cell token"]["pc1_variance"] <= 1
     assert 0 < found["majority_class_accuracy"] < 1 and found["test_fraction"] == 0.3
+
+
+def test_rank_only_variant_is_the_main_run_without_values_and_priors(metrics):
+    rank_only = metrics["rank_only"]
+    checkpoint = paths.DATA_DIR / rank_only["checkpoint"]
+    model = load_model(checkpoint)
+    assert model.config.use_values is False and model.config.prior_dims == {}
+    assert rank_only["step"] == metrics["steps"]                                   # the main run's length
+    assert rank_only["eval_last"]["masked_tokens"] == metrics["ablation"]["full"]["masked_tokens"]  # same masks
+    assert rank_only["parameters"] < metrics["parameters"]
+    assert Tokenizer.load(checkpoint).vocab.hash == Tokenizer.load(paths.DATA_DIR / metrics["checkpoint"]).vocab.hash

@@ -30,7 +30,7 @@ def test_labels_and_coverage_are_reported(metrics):
 
 def test_every_method_has_a_cross_validated_auc(metrics):
     methods = {m["method"]: m for m in metrics["methods"]}
-    expected = {"fine-tuned GeneCompass", "no pretraining", "contextual embeddings + logistic regression",
+    expected = {"fine-tuned GeneCompass", "priors, no pretraining", "contextual embeddings + logistic regression",
                 "expression statistics + logistic regression",
                 *(f"{p} prior + logistic regression" for p in ("grn", "promoter", "family", "coexpression"))}
     assert set(methods) == expected

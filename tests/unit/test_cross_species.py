@@ -289,3 +289,20 @@ def test_annotation_fine_tunes_on_mouse_and_predicts_human(pair, tiny_checkpoint
         assert record["config"]["from_scratch"] is scratch and record["config"]["seed"] == 3
     with pytest.raises(ValueError, match="scratch_control"):
         xs.cross_species_annotation(mouse, human, tiny_checkpoint, tmp_path, FinetuneConfig(from_scratch=True))
+
+
+def test_jobs_fitted_ahead_are_the_fits_the_annotation_reuses(pair, tiny_checkpoint, tmp_path):
+    from gc_lib.tasks.fit_pool import fit_cell_classifiers
+
+    human, mouse = pair
+    mouse = mouse.copy()
+    mouse.obs.loc[mouse.obs_names[:3], "cell_type"] = "rare"                    # dropped: under MIN_TRAIN_CELLS
+    config = FinetuneConfig(epochs=1, batch_size=16, validation_fraction=0.2, seed=2)
+    jobs = xs.finetune_jobs(mouse, tiny_checkpoint, tmp_path / "model", config, scratch_control=True)
+    assert list(jobs) == [xs.GENECOMPASS, xs.SCRATCH]
+    assert "rare" not in set(jobs[xs.GENECOMPASS].adata.obs["cell_type"])
+    fits = fit_cell_classifiers(jobs.values(), workers=1)
+    stamps = [(fit.directory / "model.safetensors").stat().st_mtime_ns for fit in fits]
+    xs.cross_species_annotation(mouse, human, tiny_checkpoint, tmp_path / "model", config, pairs=PAIRS,
+                                n_top_genes=8, scratch_control=True, reuse=True)
+    assert [(fit.directory / "model.safetensors").stat().st_mtime_ns for fit in fits] == stamps   # not refitted
