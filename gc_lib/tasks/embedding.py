@@ -42,6 +42,12 @@ def embed(adata: AnnData, checkpoint: str | os.PathLike, *, key_added: str = "X_
 
     ``max_genes`` caps the tokens per cell (default: what the model takes, ``max_len - 1``). Returns the AnnData
     when ``copy=True``, else ``None``.
+
+    ``pooling`` defaults to the cell token, the paper's cell embedding, so numbers compare with the published model's.
+    Fine-tuning (:class:`gc_lib.tasks.finetune.FinetuneConfig`) defaults to ``"mean"`` instead, chosen on validation
+    cells: on the bundle's small models the cell token mostly tracks sequencing depth (notebook 03, section 5) and a
+    linear probe on it scored far below one on the mean (pbmc68k selection sets, local model: 0.20 against 0.46).
+    Pass ``pooling="mean"`` for frozen features of such a model, as notebook 05 does.
     """
     _check_pooling(pooling)
     adata = adata.copy() if copy else adata
