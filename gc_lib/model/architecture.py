@@ -15,7 +15,12 @@ compute went (a full-vocabulary output at every one of 2,048 positions).
 Optional, off by default: a cell-level term, GEPC (:mod:`gc_lib.model.heads`): ``gepc_loss_weight`` × the MSE of
 each masked value predicted from the cell token's final state and the gene's identity only. Without it nothing
 trains the cell token's final state (the heads read gene positions only); notebook 03 shows that state to lie
-along one axis that follows sequencing depth (genes per cell, total counts).
+along one axis that follows sequencing depth (genes per cell, total counts). Measured on validation data (the local
+profile's model and corpus, 300 steps, one pretraining seed; frozen logistic-regression probe on 20 % selection sets
+carved from notebook 05's pbmc68k training cells, 5 splits, never the test cells): weight 0.5 against 0 gave probe
+macro-F1 0.306 ± 0.091 against 0.119 ± 0.019 on the cell token and 0.346 ± 0.043 against 0.262 ± 0.047 on the mean,
+and a lower held-out masked-gene loss (ID 8.93 against 9.85, value 0.115 against 0.409). It stays off until a
+full-length run confirms it, because switching it changes every downstream number.
 
 Improvements over the paper, each switchable back by config (defaults are ours):
 - ``norm="pre"`` (pre-LayerNorm blocks, stable under bf16 and higher learning rates); ``"post"`` is BERT's;
