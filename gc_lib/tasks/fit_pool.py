@@ -4,11 +4,11 @@
             for s in range(5)]
     results = fit_cell_classifiers(jobs)          # FitResult per job, in order; reuse as fit_cell_classifier
 
-Why: one fit of a small model (``d_model`` 128, a few hundred tokens per cell) is a stream of small matrix
-products that two intra-op threads share poorly, so on a CPU machine several fits with one thread each finish
-sooner than the same fits one after the other with every thread each (``benchmarks/fit_pool.py`` measures the
-ratio side by side; notebook 05's 15 pbmc68k fits on the ``local`` profile took 741 s this way against 1,151 s one
-after the other in an earlier run on the same 2-core machine, with the same scores). Every job is the plain
+Why: the hope was that two intra-op threads share a small model's (``d_model`` 128) small matrix products poorly, so
+that several one-thread fits side by side would beat the same fits one after the other. Measured side by side
+(``benchmarks/fit_pool.py``, ``benchmarks/RESULTS.md``: 4 pbmc68k fits of the local model on 2 cores) they do not:
+0.95× (60.2 s one after the other, 63.1 s pooled, spawning the workers included), so on a 2-core machine the pool
+buys nothing measurable; it may on machines with more cores than one fit uses. Every job is the plain
 :func:`gc_lib.tasks.finetune.fit_cell_classifier` — same seeds, same files, same reuse-by-content — so where a run
 goes never changes what it computes beyond floating-point summation order.
 
