@@ -20,6 +20,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import anndata as ad
@@ -37,7 +38,7 @@ def jobs_for(cells: ad.AnnData, checkpoint: Path, root: Path, args) -> list[Cell
     splits = baselines.stratified_splits(labels, range(args.jobs), 0.3)
     config = finetune.FinetuneConfig(epochs=args.epochs, batch_size=16, max_genes=args.max_genes, pooling="mean")
     return [CellFitJob(cells[train].copy(), "cell_type", checkpoint, root / f"seed{seed}",
-                       finetune.FinetuneConfig(**{**config.__dict__, "seed": seed}))
+                       replace(config, seed=seed))
             for seed, (train, _) in enumerate(splits)]
 
 

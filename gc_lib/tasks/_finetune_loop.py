@@ -67,8 +67,7 @@ class FrozenStates:
         lengths = cells.lengths()
         for batch in length_batches(lengths[index], batch_size):
             rows = index[batch]
-            inputs = {k: v.to(device) for k, v in collate(cells, rows, pad_id=classifier.encoder.config.pad_id).items()}
-            states = classifier.frozen_states(**inputs).float().cpu()
+            states = classifier.frozen_states(**batch_inputs(classifier, cells, rows, device, None)).float().cpu()
             for row, cell in enumerate(rows):
                 self.states[int(cell)] = states[row, : lengths[cell] + 1].clone()
 

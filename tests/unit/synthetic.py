@@ -18,3 +18,13 @@ def count_cells(n: int, genes: list[str], species: str, seed: int, rates: np.nda
     obs = pd.DataFrame({"species": species}, index=[f"{species}{seed}_{i}" for i in range(n)])
     var = pd.DataFrame({"gene_symbol": [f"s{i}" for i in range(len(genes))]}, index=genes)
     return ad.AnnData(sp.csr_matrix(counts), obs=obs, var=var)
+
+
+def two_programmes(n: int, genes: list[str], species: str, seed: int) -> ad.AnnData:
+    """Half the cells express genes 1–10 highly ("A"), half genes 11–20 ("B"); both share a weak background."""
+    rates = {label: np.full(len(genes), 0.3) for label in "AB"}
+    rates["A"][1:11], rates["B"][11:21] = 8.0, 8.0
+    parts = [count_cells(n // 2, genes, species, seed + i, rates[label]) for i, label in enumerate("AB")]
+    for part, label in zip(parts, "AB"):
+        part.obs["label"] = label
+    return ad.concat(parts, merge="same")

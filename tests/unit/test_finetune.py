@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from synthetic import HUMAN, MOUSE, count_cells
+from synthetic import HUMAN, MOUSE, count_cells, two_programmes
 
 import gc_lib
 from gc_lib.corpus.tokenizer import Tokenizer
@@ -22,16 +22,6 @@ from gc_lib.tasks.cell_tokens import CellTokens, collate, length_batches
 
 FAST = dict(epochs=12, batch_size=8, learning_rate=3e-3, head_learning_rate=1e-2, patience=12,
             validation_fraction=0.25)
-
-
-def two_programmes(n: int, genes: list[str], species: str, seed: int) -> ad.AnnData:
-    """Half the cells express genes 1–10 highly ("A"), half genes 11–20 ("B"); both share a weak background."""
-    rates = {label: np.full(len(genes), 0.3) for label in "AB"}
-    rates["A"][1:11], rates["B"][11:21] = 8.0, 8.0
-    parts = [count_cells(n // 2, genes, species, seed + i, rates[label]) for i, label in enumerate("AB")]
-    for part, label in zip(parts, "AB"):
-        part.obs["label"] = label
-    return ad.concat(parts, merge="same")
 
 
 @pytest.fixture(scope="module")

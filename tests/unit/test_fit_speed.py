@@ -1,10 +1,9 @@
 """Fine-tuning faster without computing anything else: frozen lower layers computed once per cell
 (``FinetuneConfig.cache_frozen``) and independent fits in worker processes (:mod:`gc_lib.tasks.fit_pool`)."""
-import anndata as ad
 import numpy as np
 import pytest
 import torch
-from synthetic import HUMAN, count_cells
+from synthetic import HUMAN, two_programmes
 
 from gc_lib.model.architecture import load_model
 from gc_lib.tasks import finetune
@@ -13,19 +12,9 @@ from gc_lib.tasks.fit_pool import CellFitJob, fit_cell_classifiers
 QUICK = dict(epochs=3, batch_size=8, learning_rate=3e-3, head_learning_rate=1e-2, validation_fraction=0.25)
 
 
-def labelled(n: int, seed: int) -> ad.AnnData:
-    """Two groups of cells that express different halves of the first 20 genes highly."""
-    rates = [np.full(len(HUMAN), 0.3) for _ in range(2)]
-    rates[0][1:11], rates[1][11:21] = 8.0, 8.0
-    parts = [count_cells(n // 2, HUMAN, "human", seed + i, rate) for i, rate in enumerate(rates)]
-    for part, label in zip(parts, "AB"):
-        part.obs["label"] = label
-    return ad.concat(parts, merge="same")
-
-
 @pytest.mark.parametrize("frozen", [dict(freeze_embeddings=True), dict(freeze_layers=1), dict(head_only=True)])
 def test_cached_frozen_states_change_speed_not_results(tiny_checkpoint, tmp_path, frozen):
-    cells = labelled(40, 3)
+    cells = two_programmes(40, HUMAN, "human", 3)
     fits = {cache: finetune.fit_cell_classifier(cells, "label", tiny_checkpoint, tmp_path / f"cache{cache}",
                                                 finetune.FinetuneConfig(**QUICK, **frozen, cache_frozen=cache),
                                                 progress=False)
@@ -39,8 +28,8 @@ def test_cached_frozen_states_change_speed_not_results(tiny_checkpoint, tmp_path
 
 def test_freeze_embeddings_keeps_the_input_layer_and_trains_the_blocks(tiny_checkpoint, tmp_path):
     config = finetune.FinetuneConfig(**QUICK, freeze_embeddings=True, standardise=False, probe_init=False)
-    fit = finetune.fit_cell_classifier(labelled(40, 5), "label", tiny_checkpoint, tmp_path / "emb", config,
-                                       progress=False)
+    fit = finetune.fit_cell_classifier(two_programmes(40, HUMAN, "human", 5), "label", tiny_checkpoint,
+                                       tmp_path / "emb", config, progress=False)
     assert fit.best_epoch >= 1
     before, after = load_model(tiny_checkpoint).state_dict(), load_model(fit.directory).state_dict()
     for key in after:
@@ -59,7 +48,7 @@ def test_from_scratch_trains_every_layer_even_when_freezing_is_asked(tiny_checkp
 
 
 def test_fits_in_worker_processes_equal_fits_made_here(tiny_checkpoint, tmp_path):
-    cells = labelled(40, 7)
+    cells = two_programmes(40, HUMAN, "human", 7)
     jobs = {where: [CellFitJob(cells, "label", tiny_checkpoint, tmp_path / where / f"seed{seed}",
                                finetune.FinetuneConfig(**QUICK, seed=seed)) for seed in (0, 1)]
             for where in ("here", "workers")}
@@ -74,6 +63,7 @@ def test_fits_in_worker_processes_equal_fits_made_here(tiny_checkpoint, tmp_path
 
 
 def test_two_jobs_may_not_share_a_folder(tiny_checkpoint, tmp_path):
-    job = CellFitJob(labelled(20, 9), "label", tiny_checkpoint, tmp_path / "same", finetune.FinetuneConfig(**QUICK))
+    job = CellFitJob(two_programmes(20, HUMAN, "human", 9), "label", tiny_checkpoint, tmp_path / "same",
+                     finetune.FinetuneConfig(**QUICK))
     with pytest.raises(ValueError, match="same out_dir"):
         fit_cell_classifiers([job, job], workers=2)
