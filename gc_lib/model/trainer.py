@@ -142,7 +142,7 @@ class Trainer:
         self.module = model                      # the unwrapped model (for saving, evaluation, embedding)
         self.wrapped = self._wrap(model)
         self.optimizer = torch.optim.AdamW(_decay_groups(model, config.weight_decay), lr=config.learning_rate,
-                                           betas=config.betas, fused=runtime.device.type == "cuda")
+                                           betas=config.betas, fused=runtime.device.type in ("cpu", "cuda"))
 
     def _wrap(self, model: GeneCompass) -> torch.nn.Module:
         wrapped: torch.nn.Module = model

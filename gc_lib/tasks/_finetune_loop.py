@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.trainer import TrainConfig, learning_rate
+from . import _trained_rows
 from ._classifier import Classifier
 from .cell_tokens import CellTokens, collate, length_batches
 
@@ -148,8 +149,8 @@ def prepare_head(classifier: Classifier, features: torch.Tensor, labels: np.ndar
 
 
 def optimizer_of(classifier: Classifier, config) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; encoder and head each get their peak learning rate (group key
-    ``peak``), weight decay on weight matrices only."""
+    """AdamW (its fused kernel) over the trainable parameters; encoder and head each get their peak learning rate
+    (group key ``peak``), weight decay on weight matrices only."""
     groups = []
     for module, lr in ((classifier.encoder, config.learning_rate), (classifier.head, config.head_learning_rate)):
         params = [p for p in module.parameters() if p.requires_grad]
@@ -157,7 +158,9 @@ def optimizer_of(classifier: Classifier, config) -> torch.optim.AdamW:
         rest = [p for p in params if p.ndim < 2]
         groups += [{"params": decay, "weight_decay": config.weight_decay, "peak": lr},
                    {"params": rest, "weight_decay": 0.0, "peak": lr}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate, betas=(0.9, 0.98))
+    fused = device_of(config.device).type in ("cpu", "cuda")   # one pass per step: benchmarks/finetune_optimizer.py
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate, betas=(0.9, 0.98),
+                             fused=fused)
 
 
 def train(classifier: Classifier, cells: CellTokens, targets, train_index, val_index, weights: torch.Tensor,
@@ -182,7 +185,13 @@ def train(classifier: Classifier, cells: CellTokens, targets, train_index, val_i
                      class_weight=config.class_weight, seed=config.seed)
     classifier.to(device)
     weights = weights.to(device)
+    encoder_config = classifier.encoder.config
+    trained_rows = _trained_rows.attach(classifier.encoder, _trained_rows.reachable_rows(
+        [cells.ids[i] for i in train_index], cells.species[train_index], encoder_config.first_species_id,
+        encoder_config.pad_id))
     optimizer = optimizer_of(classifier, config)
+    rows_group = next((g for g in optimizer.param_groups if any(p is getattr(trained_rows, "trained", None)
+                                                                for p in g["params"])), None)
     lengths = cells.lengths()
     n_batches = len(length_batches(lengths[train_index], config.batch_size))
     total = max(1, config.epochs * n_batches)
@@ -216,6 +225,8 @@ def train(classifier: Classifier, cells: CellTokens, targets, train_index, val_i
                     torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
+                    if rows_group is not None:
+                        trained_rows.decay_fixed_rows(rows_group["lr"], rows_group["weight_decay"])
                     train_sum, train_n = train_sum + float(loss.detach()), train_n + n
                 step += 1
         row = {"epoch": epoch, "train_loss": train_sum / train_n if train_n else float("nan"),
@@ -230,6 +241,7 @@ def train(classifier: Classifier, cells: CellTokens, targets, train_index, val_i
                 break
     if best_state is not None:
         classifier.load_state_dict(best_state)
+    _trained_rows.detach(classifier.encoder)
     return pd.DataFrame(history), best_epoch
 
 

@@ -14,7 +14,8 @@ on the training features and start it as the linear probe (a logistic regression
 dropout off, and **early stopping** on a validation split carved from the training data (cells stratified by label;
 for genes, whole genes), the untrained probe start competing as epoch 0. The best epoch's weights are restored and
 saved as a checkpoint directory (:mod:`gc_lib.tasks._classifier`). Expression values stay floats and each cell keeps
-its own species token throughout (:mod:`gc_lib.tasks.cell_tokens`).
+its own species token throughout (:mod:`gc_lib.tasks.cell_tokens`). Only the gene-ID embedding rows the training
+cells reach are trained, with the same updates as dense AdamW and less work (:mod:`gc_lib.tasks._trained_rows`).
 """
 from __future__ import annotations
 
