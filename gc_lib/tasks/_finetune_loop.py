@@ -190,8 +190,7 @@ def train(classifier: Classifier, cells: CellTokens, targets, train_index, val_i
         [cells.ids[i] for i in train_index], cells.species[train_index], encoder_config.first_species_id,
         encoder_config.pad_id))
     optimizer = optimizer_of(classifier, config)
-    rows_group = next((g for g in optimizer.param_groups if any(p is getattr(trained_rows, "trained", None)
-                                                                for p in g["params"])), None)
+    rows_group = trained_rows.group_in(optimizer) if trained_rows is not None else None
     lengths = cells.lengths()
     n_batches = len(length_batches(lengths[train_index], config.batch_size))
     total = max(1, config.epochs * n_batches)

@@ -37,6 +37,11 @@ class TrainedRows(nn.Module):
         reached = F.embedding(slot.clamp(min=0), self.trained)
         return torch.where((slot >= 0).unsqueeze(-1), reached, fixed)
 
+    def group_in(self, optimizer: torch.optim.Optimizer) -> dict:
+        """The ``optimizer`` parameter group that updates the trained rows (its lr and weight decay drive
+        :meth:`decay_fixed_rows`)."""
+        return next(g for g in optimizer.param_groups if any(p is self.trained for p in g["params"]))
+
     @torch.no_grad()
     def decay_fixed_rows(self, lr: float, weight_decay: float) -> None:
         """What one AdamW step does to the fixed rows: call after each optimizer step, with that step's lr."""
