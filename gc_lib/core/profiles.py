@@ -51,7 +51,7 @@ NOTEBOOK_SIZES: dict[str, dict[str, dict]] = {
                                  {"n_layers": 12, "d_model": 768, "n_heads": 12, "d_ff": 3072}]},
     },
     "05_cell_type_annotation": {  # fine-tuning length and input; Baron cells, seeds, epochs, genes; Census tissue
-        "ci": {"epochs": 3, "max_genes": 64, "batch_size": 16, "baron_max_cells": 300, "baron_seeds": 3,
+        "ci": {"epochs": 3, "max_genes": 64, "batch_size": 16, "baron_max_cells": 300, "baron_seeds": 2,
                "baron_epochs": 2, "baron_max_genes": 64, "cross_species_tissue": None},
         "local": {"epochs": 8, "max_genes": 256, "batch_size": 16, "baron_max_cells": 600, "baron_seeds": 5,
                   "baron_epochs": 4, "baron_max_genes": 128, "cross_species_tissue": None},
