@@ -51,6 +51,7 @@ _API = {
     "TrainConfig": "gc_lib.model.trainer",
     "pretrain": "gc_lib.model.pretrain",
     "embed": "gc_lib.tasks.embedding",
+    "perturb": "gc_lib.tasks.perturb_adata",
     "FinetuneConfig": "gc_lib.tasks.finetune",
     "fit_cell_classifier": "gc_lib.tasks.finetune",
     "predict_cells": "gc_lib.tasks.finetune",
@@ -76,6 +77,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see; at run time the names load 
     from .priors.store import load_priors
     from .tasks.embedding import embed
     from .tasks.finetune import FinetuneConfig, fit_cell_classifier, fit_gene_classifier, predict_cells, predict_genes
+    from .tasks.perturb_adata import perturb
 
 
 def __getattr__(name: str):

@@ -21,10 +21,11 @@ NOTEBOOK_SIZES: dict[str, dict[str, dict]] = {
         "local": {"max_cells_per_dataset": None},
         "full": {"max_cells_per_dataset": None},
     },
-    "02_prior_knowledge": {  # gene2vec dimension, walks per gene, cells per dataset for co-expression, UMAP genes
-        "ci": {"dim": 32, "walks": 4, "coexpr_cells": 500, "umap_genes": 1_500},
-        "local": {"dim": 128, "walks": 10, "coexpr_cells": 5_000, "umap_genes": 6_000},
-        "full": {"dim": 256, "walks": 10, "coexpr_cells": 20_000, "umap_genes": 10_000},
+    "02_prior_knowledge": {  # gene2vec dimension, walks per gene, cells per dataset for co-expression, UMAP genes,
+        # TFs held out of every prior entirely (scored in notebook 06)
+        "ci": {"dim": 32, "walks": 4, "coexpr_cells": 500, "umap_genes": 1_500, "holdout_tfs": 20},
+        "local": {"dim": 128, "walks": 10, "coexpr_cells": 5_000, "umap_genes": 6_000, "holdout_tfs": 40},
+        "full": {"dim": 256, "walks": 10, "coexpr_cells": 20_000, "umap_genes": 10_000, "holdout_tfs": 100},
     },
     "03_pretraining": {  # model preset (+ overrides), steps of the main run and of each ablation, batch, genes
         "ci": {"preset": "tiny", "model_overrides": {"d_model": 64, "d_ff": 256}, "steps": 40, "ablation_steps": 40,
@@ -57,6 +58,15 @@ NOTEBOOK_SIZES: dict[str, dict[str, dict]] = {
                   "baron_epochs": 4, "baron_max_genes": 128, "cross_species_tissue": None},
         "full": {"epochs": 10, "max_genes": 2047, "batch_size": 32, "baron_max_cells": None, "baron_seeds": 5,
                  "baron_epochs": 10, "baron_max_genes": None, "cross_species_tissue": "lung"},
+    },
+    "06_grn_inference": {  # human corpus cells, tokens per cell (the pretraining length of notebook 03), cells a gene
+        # must be in, target genes scored, GRNBoost2's trees, TFs deleted in silico and the cells each needs
+        "ci": {"n_cells": 300, "max_genes": 128, "min_cells": 5, "max_targets": 300, "grnboost_trees": 500,
+               "deletion_tfs": 16, "deletion_min_cells": 5},
+        "local": {"n_cells": 1_000, "max_genes": 512, "min_cells": 10, "max_targets": 1_500, "grnboost_trees": 5_000,
+                  "deletion_tfs": 60, "deletion_min_cells": 10},
+        "full": {"n_cells": 5_000, "max_genes": 2047, "min_cells": 50, "max_targets": 5_000, "grnboost_trees": 5_000,
+                 "deletion_tfs": 200, "deletion_min_cells": 20},
     },
     "09_dosage_sensitivity": {  # gene filter, cells sampled per gene, fine-tuning epochs
         "ci": {"min_cells": 5, "cells_per_gene": 8, "epochs": 2},

@@ -7,12 +7,14 @@ the number of cells:
 1. **QC** — checks the counts (NaN, negative, non-integer, empty cells: ``ValueError`` before anything is
    written), computes per-cell metrics and applies the per-dataset rules of :mod:`gc_lib.corpus.qc`;
 2. **medians** — every gene's corpus-wide non-zero median over the kept cells (:mod:`gc_lib.corpus.medians`),
-   which also fixes the vocabulary: genes expressed in at least one kept cell (:mod:`gc_lib.corpus.vocab`);
+   which also fixes the vocabulary: genes expressed in at least one kept cell (:mod:`gc_lib.corpus.vocab`),
+   plus any ``extra_genes`` that none expresses, with a median by rule (:mod:`gc_lib.corpus.extra_genes`);
 3. **tokens** — each kept cell's top-``n_top`` genes (:mod:`gc_lib.corpus.tokenizer`), one Parquet shard per chunk.
 
 Output directory::
 
-    manifest.json      sources + sha256, QC counts, gene report, parameters, vocabulary hash, shards (last written)
+    manifest.json      sources + sha256, QC counts, gene report, extra genes, parameters, vocabulary hash, shards
+                       (last written)
     vocab.json  medians.parquet  tokenizer.json      the tokenizer (Tokenizer.load(out_dir))
     qc/<dataset>.parquet  qc_report.parquet  genes_report.parquet
     shards/<dataset>-<first row>.parquet
@@ -44,6 +46,7 @@ from .. import __version__
 from ..core.atomic import write_json, write_parquet
 from . import _passes as corpus_tasks
 from ._count_store import StoreInfo, describe_store
+from .extra_genes import add_extra_genes, check_extra_genes, table_hash
 from .medians import grid_for, medians_from_histogram
 from .qc import COUNTED_BIOTYPES, MITO_PREFIX, QCConfig, apply_qc
 from .tokenizer import DEFAULT_COMPRESSION, Tokenizer
@@ -196,10 +199,13 @@ def _safe_name(name: str) -> str:
 # The build
 # ------------------------------------------------------------------------------------------------------
 
-def _build_key(infos: list[StoreInfo], config: CorpusConfig) -> dict:
+def _build_key(infos: list[StoreInfo], config: CorpusConfig, extra: pd.DataFrame | None) -> dict:
     sources = [{"path": str(i.path.resolve()), "bytes": _size(i.path), "mtime_ns": i.path.stat().st_mtime_ns}
                for i in infos]
-    return {"sources": sources, "config": json.loads(json.dumps(asdict(config))), "gc_lib": __version__}
+    key = {"sources": sources, "config": json.loads(json.dumps(asdict(config))), "gc_lib": __version__}
+    if extra is not None:  # absent without extra genes, so corpora built before the option stay valid
+        key["extra_genes"] = {"genes": len(extra), "sha256": table_hash(extra)}
+    return key
 
 
 def _size(path: Path) -> int:
@@ -223,15 +229,20 @@ def _prepare_out_dir(out_dir: Path, key: dict, force: bool) -> None:
 
 def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
                  config: CorpusConfig | None = None, annotation: GeneAnnotation | None = None,
-                 n_workers: int | None = None, force: bool = False, progress: bool = True) -> dict:
+                 extra_genes: pd.DataFrame | None = None, n_workers: int | None = None, force: bool = False,
+                 progress: bool = True) -> dict:
     """Build (or resume, or return) the corpus of contract ``.h5ad``/``.zarr`` ``inputs`` in ``out_dir``.
 
     One input is one dataset (``obs["dataset"]`` or its file name) of one species. ``annotation`` gives the
-    gene biotypes and orthologs (default: :func:`bundle_annotation`); ``n_workers`` processes (default: all
-    cores; 1 runs in this process). Returns the manifest (also ``out_dir/manifest.json``). Bad input raises
-    a ``ValueError`` that names the file and problem, before anything is written.
+    gene biotypes and orthologs (default: :func:`bundle_annotation`). ``extra_genes`` (``gene_id, species,
+    symbol``, e.g. :func:`gc_lib.inputs.genes.tf_tokens`) become tokens even where no kept cell expresses them,
+    with a median by the rule of :mod:`gc_lib.corpus.extra_genes`; it is part of the build key, so a corpus
+    built with other extra genes is not reused. ``n_workers`` processes (default: all cores; 1 runs in this
+    process). Returns the manifest (also ``out_dir/manifest.json``). Bad input raises a ``ValueError`` that
+    names the file and problem, before anything is written.
     """
     config = config or CorpusConfig()
+    extra = check_extra_genes(extra_genes)
     out_dir = Path(out_dir)
     n_workers = n_workers or os.cpu_count() or 1
     if not inputs:
@@ -240,7 +251,7 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
     names = [i.dataset for i in infos]
     if len(set(names)) != len(names):
         raise ValueError(f"two inputs share a dataset name: {sorted({n for n in names if names.count(n) > 1})}")
-    key = _build_key(infos, config)
+    key = _build_key(infos, config, extra)
     if out_dir.exists() and (out_dir / "build.json").exists() and (out_dir / "manifest.json").exists() \
             and not force and json.loads((out_dir / "build.json").read_text()) == key:
         return json.loads((out_dir / "manifest.json").read_text())
@@ -257,7 +268,8 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
 
         candidates = pd.Index(sorted({g for i in infos for g in strip_version(i.gene_ids)}))
         median, n_nonzero, exact = _median_pass(pool, infos, keeps, candidates, config, n_workers, progress)
-        tokenizer, gene_report = _make_tokenizer(infos, candidates, median, n_nonzero, exact, annotation, config)
+        tokenizer, gene_report, extra_report = _make_tokenizer(infos, candidates, median, n_nonzero, annotation,
+                                                               config, extra)
         gene_stats = _gene_stats(tokenizer, candidates, n_nonzero, exact)
         tokenizer.save(out_dir, gene_stats=gene_stats)
         write_parquet(gene_report, out_dir / "genes_report.parquet")
@@ -265,27 +277,33 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
         shards = _token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
         checksums = dict(checksums) if checksums is not None else dict(
             corpus_tasks.checksum_task(str(i.path)) for i in infos)
-    manifest = _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats)
+    manifest = _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats,
+                         extra_report)
     write_json(manifest, out_dir / "manifest.json")
     return json.loads((out_dir / "manifest.json").read_text())
 
 
-def _make_tokenizer(infos, candidates, median, n_nonzero, exact, annotation, config):
+def _make_tokenizer(infos, candidates, median, n_nonzero, annotation, config, extra):
     species_of = {g: i.species for i in infos for g in strip_version(i.gene_ids)}
     symbol_of = {g: s for i in infos for g, s in zip(strip_version(i.gene_ids), i.symbols)}
-    expressed = candidates[n_nonzero > 0]
+    is_expressed = n_nonzero > 0
+    expressed = candidates[is_expressed]
     genes = pd.DataFrame({"gene_id": expressed, "species": [species_of[g] for g in expressed],
-                          "symbol": [symbol_of[g] for g in expressed]})
+                          "symbol": [symbol_of[g] for g in expressed], "median": median[is_expressed]})
+    genes, extra_report = add_extra_genes(genes, extra)
     vocab = build_vocabulary(genes, annotation.orthologs)
     medians = np.full(len(vocab), np.nan)
-    medians[len(SPECIAL_TOKENS):] = pd.Series(median, index=candidates).reindex(vocab.genes["gene_id"]).to_numpy()
+    medians[len(SPECIAL_TOKENS):] = genes.set_index("gene_id")["median"].reindex(vocab.genes["gene_id"]).to_numpy()
+    added = set(genes.loc[genes["extra"], "gene_id"])
     report = pd.DataFrame([{
         "dataset": i.dataset, "species": i.species, "genes": len(i.gene_ids),
         "in_vocabulary": int((vocab.encode(i.gene_ids) >= 0).sum()),
+        "extra_not_expressed": int(np.isin(strip_version(i.gene_ids), list(added)).sum()),
         "dropped_not_expressed": int((vocab.encode(i.gene_ids) < 0).sum()),
         "with_human_ortholog": _with_ortholog(vocab, i) if i.species == "mouse" else None,
     } for i in infos])
-    return Tokenizer(vocab, medians, n_top=config.n_top, library_size=config.library_size), report
+    tokenizer = Tokenizer(vocab, medians, n_top=config.n_top, library_size=config.library_size)
+    return tokenizer, report, extra_report
 
 
 def _with_ortholog(vocab, info: StoreInfo) -> int:
@@ -294,11 +312,26 @@ def _with_ortholog(vocab, info: StoreInfo) -> int:
 
 
 def _gene_stats(tokenizer: Tokenizer, candidates: pd.Index, n_nonzero, exact) -> pd.DataFrame:
-    position = candidates.get_indexer(tokenizer.vocab.genes["gene_id"])
-    return pd.DataFrame({"n_nonzero": n_nonzero[position], "median_exact": exact[position]})
+    """Per gene token: cells that express it, whether its median is exact, and whether it is an extra gene (no
+    kept cell expresses it, its median is the rule's); extra genes absent from every input count 0 cells."""
+    ids = tokenizer.vocab.genes["gene_id"]
+    count = pd.Series(n_nonzero, index=candidates).reindex(ids, fill_value=0).to_numpy(dtype=np.int64)
+    is_exact = pd.Series(exact, index=candidates).reindex(ids, fill_value=False).to_numpy(dtype=bool)
+    return pd.DataFrame({"n_nonzero": count, "median_exact": is_exact, "extra": count == 0})
 
 
-def _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats) -> dict:
+def _extra_summary(extra_report: dict | None, gene_stats: pd.DataFrame, species: pd.Series) -> dict | None:
+    """The extra-gene report with each species' largest ``n_nonzero`` among its extra tokens (0: none is expressed)."""
+    if extra_report is None:
+        return None
+    extra = gene_stats["extra"].to_numpy()
+    for name, entry in extra_report["per_species"].items():
+        mine = extra & (species.to_numpy() == name)
+        entry["n_nonzero"] = int(gene_stats["n_nonzero"].to_numpy()[mine].max(initial=0))
+    return extra_report
+
+
+def _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats, extra_report) -> dict:
     in_vocab = tokenizer.vocab.genes["species"].value_counts().to_dict()
     return {
         "format": "gc_lib.corpus/1", "gc_lib": __version__,
@@ -306,7 +339,9 @@ def _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shard
         "parameters": json.loads(json.dumps(asdict(config))),
         "median_grid": grid_for(config.library_size).as_dict(),
         "medians_exact": int(gene_stats["median_exact"].sum()),
-        "medians_approximate": int((~gene_stats["median_exact"]).sum()),
+        "medians_approximate": int((~gene_stats["median_exact"] & ~gene_stats["extra"]).sum()),
+        "medians_by_rule": int(gene_stats["extra"].sum()),
+        "extra_genes": _extra_summary(extra_report, gene_stats, tokenizer.vocab.genes["species"]),
         "sources": [{"dataset": i.dataset, "species": i.species, "path": str(i.path), "sha256": checksums[str(i.path)],
                      "cells": i.n_cells, "genes": len(i.gene_ids), "counts": i.counts_location} for i in infos],
         "qc": qc_report.replace({np.nan: None}).to_dict(orient="records"),

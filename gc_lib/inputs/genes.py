@@ -12,6 +12,9 @@ symbols were resolved at each tier, how many were ambiguous and how many were un
 one-to-one orthologs first; otherwise the human partner with the highest orthology confidence, then
 gene-order conservation. The homology type is kept so analyses can restrict to one-to-one.
 
+**TF tokens**: :func:`tf_tokens` lists the transcription factors of both species, for
+``gc_lib.corpus.builder.build_corpus(extra_genes=...)``, which makes them tokens even where no cell expresses them.
+
 Tables are built from the raw sources on first use and cached as Parquet under ``data/00_data/genes/``.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pandas as pd
 from ..core import paths
 from ..core.atomic import write_parquet
 from .contract import ENSEMBL_PREFIX, SPECIES
+from .orgdb import transcription_factors
 from .sources import fetch
 
 _GENE_SOURCE = {"human": "hgnc_genes", "mouse": "mgi_genes"}
@@ -198,3 +202,36 @@ def human_ortholog_coverage(ensembl_ids, species: str) -> dict[str, float]:
     partners = mouse_to_human().set_index("mouse_id")["homology_type"]
     found = partners.reindex(ids)
     return {"any": float(found.notna().mean()), "one2one": float((found == "one2one").mean())}
+
+
+def tf_tokens(orthologs: pd.DataFrame | None = None, tfs=None) -> pd.DataFrame:
+    """Transcription factors of both species as a gene table ``gene_id, species, symbol``, for the corpus
+    builder's ``extra_genes``: an in-silico screen can then insert a TF that no corpus cell expresses.
+
+    - human: every gene of ``tfs`` (default :func:`gc_lib.inputs.orgdb.transcription_factors`, GO:0003700 and
+      descendants) that has an HGNC row (:func:`gene_table`), with its approved symbol; this leaves out
+      org.Hs.eg.db's alternate-locus IDs, which no expression matrix quantifies and which would give a
+      second token the same symbol;
+    - mouse: the genes whose partner in ``orthologs`` (``mouse_id, human_id, homology_type``; default
+      :func:`mouse_to_human`, what :func:`gc_lib.corpus.builder.bundle_annotation` gives the builder) is one of
+      those human TFs with homology type one-to-one, and that have an MGI row, with their MGI symbol.
+      One-to-many partners are left out: which copy keeps the TF's function is not known.
+
+    What represents such a gene in the model when no cell expresses it: its prior vectors (GRN, promoter,
+    gene family, co-expression, wherever it has them; a mouse token through its human ortholog) and its
+    gene-ID embedding. Pretraining never shows that embedding as a cell's gene nor asks for it as a target;
+    it is touched only as a wrong answer (the ID decoder is tied to the embedding) and as a random
+    replacement when masking, so it learns nothing about the gene: only the priors carry information.
+    """
+    human_ids = set(pd.Series(transcription_factors() if tfs is None else tfs, dtype=object).astype(str))
+    human = gene_table("human")
+    human = human[human["ensembl_id"].isin(human_ids)]
+    pairs = mouse_to_human() if orthologs is None else orthologs
+    one2one = pairs["homology_type"].astype(str).str.removeprefix("ortholog_") == "one2one"
+    mouse_ids = set(pairs.loc[one2one & pairs["human_id"].isin(set(human["ensembl_id"])), "mouse_id"].astype(str))
+    mouse = gene_table("mouse")
+    mouse = mouse[mouse["ensembl_id"].isin(mouse_ids)]
+    table = pd.concat([part[["ensembl_id", "symbol"]].assign(species=name)
+                       for name, part in (("human", human), ("mouse", mouse))], ignore_index=True)
+    table = table.rename(columns={"ensembl_id": "gene_id"})[["gene_id", "species", "symbol"]]
+    return table.sort_values(["species", "gene_id"]).reset_index(drop=True)

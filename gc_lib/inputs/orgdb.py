@@ -7,7 +7,8 @@ per ID. Tables used by the prior-knowledge builders and their checks:
 - :func:`uniprot_to_ensembl` — resolves UniProt accessions in the OmniPath network (GRN prior);
 - :func:`pfam_domains` — Pfam domains per gene (the gene-family substitute);
 - :func:`gene_locations` — hg38 gene models: chromosome, start/end, strand (the promoter substitute);
-- :func:`go_bp_annotations` — GO biological-process annotations (an independent grouping for signal checks).
+- :func:`go_bp_annotations` — GO biological-process annotations (an independent grouping for signal checks);
+- :func:`transcription_factors` — genes with DNA-binding transcription factor activity (dosage labels, TF tokens).
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ import numpy as np
 import pandas as pd
 
 from .sources import fetch
+
+#: GO "DNA-binding transcription factor activity": a gene annotated to it or a descendant term is a TF
+TF_GO_TERM = "GO:0003700"
 
 
 def database_path() -> Path:
@@ -78,3 +82,15 @@ def go_bp_annotations(path: str | Path | None = None, *, exclude_evidence: tuple
     excluded = ", ".join(f"'{code}'" for code in exclude_evidence) or "''"
     return query("SELECT DISTINCT e.ensembl_id, g.go_id FROM go_bp g JOIN ensembl e ON e._id = g._id "
                  f"WHERE g.evidence NOT IN ({excluded}) ORDER BY e.ensembl_id, g.go_id", path)
+
+
+def transcription_factors(path: str | Path | None = None) -> pd.Series:
+    """Sorted unique Ensembl IDs of genes annotated to :data:`TF_GO_TERM` or a descendant (evidence not ND).
+
+    Read from the propagated ``go_mf_all`` table, so descendant terms count; ``ND`` (no data) is not evidence.
+    Alternate-locus Ensembl IDs of a gene are included (org.Hs.eg.db lists them). ``path``: an org.Hs.eg.db
+    SQLite (default: the bundled one).
+    """
+    ids = query("SELECT DISTINCT e.ensembl_id FROM go_mf_all g JOIN ensembl e ON e._id = g._id "
+                f"WHERE g.go_id = '{TF_GO_TERM}' AND g.evidence != 'ND' ORDER BY e.ensembl_id", path)
+    return pd.Series(sorted(set(ids["ensembl_id"].astype(str))), name="ensembl_id", dtype=object)

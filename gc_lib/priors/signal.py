@@ -98,6 +98,21 @@ def nearest_neighbours(vectors: pd.DataFrame, queries: dict[str, str], symbols: 
     return pd.DataFrame(rows)
 
 
+def holdout_tfs(edges: pd.DataFrame, n: int, *, seed: int = 0, min_targets: int = 20, eligible=None) -> list[str]:
+    """``n`` TFs (human Ensembl IDs), drawn at random among those with at least ``min_targets`` targets in ``edges``
+    (``tf_id, target_id``) and, when given, in ``eligible`` (e.g. TFs the corpus expresses), to hold out **entirely**.
+
+    An edge-level hold-out leaks: the prior still places the TF through its other edges, near targets it shares
+    with them. A TF whose every edge is kept out of every prior can be scored without that help (notebook 06)."""
+    degree = edges.groupby("tf_id")["target_id"].nunique()
+    pool = degree.index[degree >= min_targets]
+    if eligible is not None:
+        pool = pool[pool.isin(list(eligible))]
+    if n > len(pool):
+        raise ValueError(f"only {len(pool)} TFs have >= {min_targets} targets (and are eligible); asked for {n}")
+    return sorted(np.random.default_rng(seed).choice(np.sort(pool.to_numpy()), n, replace=False).tolist())
+
+
 def holdout_edges(edges: pd.DataFrame, fraction: float, *, seed: int = 0) -> pd.DataFrame:
     """A random ``fraction`` of TF→target edges (``tf_id, target_id``) as ``tf, target`` to exclude and test on."""
     rng = np.random.default_rng(seed)

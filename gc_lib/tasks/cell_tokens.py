@@ -51,6 +51,17 @@ class CellTokens:
         digest.update(np.ascontiguousarray(self.species, dtype=np.int64).tobytes())
         return digest.hexdigest()
 
+    def to_csr(self, n_tokens: int):
+        """A cells × token ids sparse matrix of the values (0 where a cell does not hold a token): the expression
+        the model is fed, e.g. for co-expression baselines on the same cells."""
+        import scipy.sparse as sp
+
+        lengths = self.lengths()
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        ids = np.concatenate(self.ids) if len(self) else np.zeros(0, dtype=np.int64)
+        values = np.concatenate(self.values) if len(self) else np.zeros(0, dtype=np.float32)
+        return sp.csr_matrix((values.astype(np.float32), ids, indptr), shape=(len(self), n_tokens))
+
     def head(self, max_genes: int) -> "CellTokens":
         """The same cells cut to their ``max_genes`` highest-ranked genes."""
         return CellTokens([x[:max_genes] for x in self.ids], [x[:max_genes] for x in self.values], self.species)

@@ -5,7 +5,7 @@ gene; offline copy shipped in the ``CNVoyant`` wheel), restricted to transcripti
 
 - *transcription factor*: a human gene annotated in org.Hs.eg.db to GO:0003700 "DNA-binding transcription
   factor activity" or a descendant term (the propagated ``go_mf_all`` table), with any evidence but ``ND``
-  (no data);
+  (no data): :func:`gc_lib.inputs.orgdb.transcription_factors`;
 - *sensitive*: HI score 3, sufficient evidence that losing one copy causes disease;
 - *insensitive*: curated by ClinGen with HI score 0 (no evidence despite curation), 30 (autosomal recessive
   only: one copy suffices) or 40 (dosage sensitivity unlikely). Genes ClinGen never curated are *not* used
@@ -44,12 +44,11 @@ from sklearn.preprocessing import StandardScaler
 from ..corpus.vocab import Vocabulary
 from ..inputs.contract import SPECIES
 from ..inputs.genes import map_symbols_to_ensembl
-from ..inputs.orgdb import query
+from ..inputs.orgdb import TF_GO_TERM, transcription_factors  # noqa: F401 - TF_GO_TERM stays importable here
 from ..inputs.sources import fetch
 
 SENSITIVE_SCORES: tuple[str, ...] = ("3",)
 INSENSITIVE_SCORES: tuple[str, ...] = ("0", "30", "40")
-TF_GO_TERM = "GO:0003700"
 LABELS: tuple[str, ...] = ("sensitive", "insensitive")
 
 _COLUMNS = {"kind": "Unnamed: 0", "symbol": "Gene/Region", "hi": "HI Score", "ts": "TS Score"}
@@ -82,16 +81,6 @@ def read_clingen_genes(path=None) -> pd.DataFrame:
     return pd.DataFrame({"symbol": genes[_COLUMNS["symbol"]].str.strip().to_numpy(),
                          "hi_score": hi_score.to_numpy(), "hi_description": hi_description.to_numpy(),
                          "ts_score": ts_score.to_numpy()})
-
-
-def transcription_factors(path=None) -> pd.Series:
-    """Sorted unique Ensembl IDs of genes annotated to :data:`TF_GO_TERM` or a descendant (evidence not ND).
-
-    ``path``: an org.Hs.eg.db SQLite (default: the bundled one).
-    """
-    ids = query("SELECT DISTINCT e.ensembl_id FROM go_mf_all g JOIN ensembl e ON e._id = g._id "
-                f"WHERE g.go_id = '{TF_GO_TERM}' AND g.evidence != 'ND' ORDER BY e.ensembl_id", path)
-    return pd.Series(sorted(set(ids["ensembl_id"].astype(str))), name="ensembl_id", dtype=object)
 
 
 def dosage_labels(clingen: pd.DataFrame | None = None, tfs=None) -> pd.DataFrame:

@@ -173,3 +173,18 @@ def out_of_fold_fine_tuned(cells: CellTokens, genes: pd.DataFrame, folds: np.nda
         count[table.index] = table["n_cells"]
         scores[folds == fold] = dosage.per_gene(test, probability, count)[:, 0]
     return scores
+
+
+def sample_species_cells(corpus_dir: str | os.PathLike, species: int, n_cells: int, *, seed: int = 0,
+                         batch_size: int = BATCH_CELLS, progress: bool = False) -> pd.DataFrame:
+    """``n_cells`` corpus cells of one species code (0 human, 1 mouse) drawn at random (all of them when fewer),
+    with the columns of :data:`CORPUS_COLUMNS`, indexed by position in the corpus."""
+    positions = [offset + np.flatnonzero(batch.column(0).to_numpy() == species)
+                 for offset, batch in iter_corpus_batches(corpus_dir, ["species"], batch_size=batch_size)]
+    positions = np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64)
+    if not len(positions):
+        raise ValueError(f"the corpus at {corpus_dir} holds no cell of species code {species}")
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(positions, min(n_cells, len(positions)), replace=False))
+    return read_cells(corpus_dir, chosen, batch_size=batch_size, progress=progress)
+

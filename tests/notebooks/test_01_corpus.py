@@ -1,6 +1,7 @@
-"""Notebook 01 on the ci profile: the corpus of the whole bundle, both species, readable shards."""
+"""Notebook 01 on the ci profile: the corpus of the whole bundle, both species, readable shards, TF tokens."""
 import json
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -45,6 +46,17 @@ def test_shards_follow_the_schema_and_manifest(corpus_dir):
         assert (lengths <= manifest["parameters"]["n_top"]).all() and (lengths > 0).all()
         ids = table["input_ids"].combine_chunks().flatten().to_numpy()
         assert ids.min() >= 4 and ids.max() < len(tokenizer.vocab)  # gene tokens only, all in the vocabulary
+
+
+def test_tfs_are_tokens_even_where_no_cell_expresses_them(metrics, corpus_dir):
+    added = metrics["extra_tokens_added"]
+    assert added["human"] > 0 and added["mouse"] > 0  # TFs no kept cell of the bundle expresses, e.g. NR5A1
+    stats = pd.read_parquet(corpus_dir / "medians.parquet")
+    extra = stats[stats["extra"]]
+    assert extra["species"].value_counts().to_dict() == added and (extra["n_nonzero"] == 0).all()
+    assert (stats.loc[~stats["extra"], "n_nonzero"] > 0).all()
+    for symbol, row in metrics["screen_tf_tokens"].items():
+        assert row == {"human token": True, "mouse token": True}, symbol
 
 
 def test_inference_path_reproduces_the_corpus(metrics):

@@ -57,7 +57,8 @@ def test_mouse_tokens_carry_their_human_orthologs_vector(out_dir, vocab):
 
 
 def test_held_out_edges_are_kept_out_of_the_grn_prior(out_dir, metrics):
-    held = pd.read_parquet(out_dir / "heldout_edges.parquet")
+    table = pd.read_parquet(out_dir / "heldout_edges.parquet")
+    held = table[table["holdout"] == "edge"]
     manifest = json.loads((out_dir / "priors" / "grn.json").read_text())
     assert len(held) == metrics["grn"]["held_out_edges"] > 1_000
     assert manifest["exclusion"]["excluded_edges_given"] == len(held)
@@ -82,3 +83,16 @@ def test_manifests_name_sources_and_figures_exist(out_dir):
     assert json.loads((out_dir / "priors" / "grn.json").read_text())["resolution"]["source"]["sha256"]
     for figure in ("coverage", "signal", "umap"):
         assert paths.figure_path("02_prior_knowledge", figure).exists(), figure
+
+
+def test_held_out_tfs_lose_every_edge_in_every_prior_built_from_edges(out_dir, vocab, metrics):
+    table = pd.read_parquet(out_dir / "heldout_edges.parquet")
+    tfs = sorted(set(table.loc[table["holdout"] == "tf", "tf"]))
+    assert tfs == sorted(metrics["grn"]["held_out_tfs"]) and len(tfs) == 20
+    assert len(table[table["holdout"] == "tf"]) == metrics["grn"]["held_out_tf_edges"] >= 20 * 20
+    assert not set(table.loc[table["holdout"] == "edge", "tf"]) & set(tfs)     # the two hold-outs are disjoint
+    manifest = json.loads((out_dir / "priors" / "grn.json").read_text())
+    assert set(tfs) <= set(manifest["build_key"]["exclude_tfs"])
+    grn = load_priors(out_dir / "priors", vocab, names=("grn",))["grn"]
+    tokens = vocab.encode(tfs)
+    assert (tokens >= 0).all() and not grn.mask[tokens].any()                # no edge left to place them

@@ -192,3 +192,102 @@ def test_zarr_input_gives_the_same_corpus_as_h5ad(inputs, tmp_path):
     from_h5ad = build([inputs[0]], tmp_path / "a")
     from_zarr = build([zarr_path], tmp_path / "b")
     assert [s["sha256"] for s in from_h5ad["shards"]] == [s["sha256"] for s in from_zarr["shards"]]
+
+
+# --- extra genes: tokens that no kept cell expresses ------------------------------------------------------
+
+NEW_HUMAN, NEW_MOUSE = "ENSG00000000100", "ENSMUSG00000000100"  # in no input
+
+
+def extra_table(rows):
+    return pd.DataFrame(rows, columns=["gene_id", "species", "symbol"])
+
+
+@pytest.fixture
+def silent_gene_inputs(tmp_path, inputs):
+    """The human input with its last gene never counted (so in the file but expressed by no cell), and the mouse one."""
+    human = counts(60, len(HUMAN), 0)
+    human[:, -1] = 0
+    return [write(tmp_path / "human_z.h5ad", human, HUMAN, "human"), inputs[1]]
+
+
+def test_extra_genes_become_tokens_with_the_species_median_of_medians(silent_gene_inputs, tmp_path):
+    plain = build(silent_gene_inputs, tmp_path / "plain")
+    extra = extra_table([(NEW_HUMAN + ".3", "human", "NEWH"), (HUMAN[-1], "human", "SILENT"),
+                         (HUMAN[0], "human", "RENAMED"), (NEW_MOUSE, "mouse", None)])
+    manifest = build(silent_gene_inputs, tmp_path / "extra", extra_genes=extra)
+    before, after = Tokenizer.load(tmp_path / "plain"), Tokenizer.load(tmp_path / "extra")
+    assert plain["extra_genes"] is None and before.vocab.encode([NEW_HUMAN, HUMAN[-1], NEW_MOUSE]).tolist() == [-1] * 3
+    # the rule: each species' median of its expressed genes' medians (the plain build's gene tokens)
+    genes = before.vocab.genes
+    rule = {s: float(np.median(before.medians[genes.index[genes["species"] == s]])) for s in ("human", "mouse")}
+    tokens = after.vocab.encode([NEW_HUMAN, HUMAN[-1], NEW_MOUSE])
+    assert (tokens >= 0).all()
+    assert after.medians[tokens].tolist() == [rule["human"], rule["human"], rule["mouse"]]
+    assert after.vocab.decode(tokens) == ["NEWH", "SILENT", NEW_MOUSE]  # a missing symbol falls back to the ID
+    # an expressed gene is not added again: one token, its measured median and the input's symbol
+    assert len(after.vocab) == len(before.vocab) + 3 and after.vocab.genes["gene_id"].is_unique
+    first = after.vocab.encode(HUMAN[:1])[0]
+    assert after.medians[first] == before.medians[before.vocab.encode(HUMAN[:1])[0]]
+    assert after.vocab.decode([first]) == ["g0"]
+    # reports: per species counts and n_nonzero 0; medians.parquet flags the extra tokens
+    per_species = manifest["extra_genes"]["per_species"]
+    assert per_species["human"] == {"given": 3, "already_expressed": 1, "added": 2, "left_out": 0,
+                                    "median": rule["human"], "n_nonzero": 0}
+    assert per_species["mouse"] == {"given": 1, "already_expressed": 0, "added": 1, "left_out": 0,
+                                    "median": rule["mouse"], "n_nonzero": 0}
+    assert manifest["medians_by_rule"] == 3 and manifest["vocabulary"]["tokens"] == len(after.vocab)
+    stats = pd.read_parquet(tmp_path / "extra" / "medians.parquet").set_index("gene_id")
+    assert stats.loc[[NEW_HUMAN, HUMAN[-1], NEW_MOUSE], "n_nonzero"].tolist() == [0, 0, 0]
+    assert stats["extra"].sum() == 3 and stats.loc[[NEW_HUMAN, HUMAN[-1], NEW_MOUSE], "extra"].all()
+    report = pd.read_parquet(tmp_path / "extra" / "genes_report.parquet").set_index("dataset")
+    dropped_before = {r["dataset"]: r["dropped_not_expressed"] for r in plain["genes"]}["human_z"]
+    assert report.loc["human_z", "extra_not_expressed"] == 1
+    assert report.loc["human_z", "dropped_not_expressed"] == dropped_before - 1
+    # the cells hold the same genes; an inserted extra gene is tokenised like any other
+    decode = [lambda ids, t=t: t.vocab.decode(ids, symbols=False) for t in (before, after)]
+    a, b = read_corpus(tmp_path / "plain"), read_corpus(tmp_path / "extra")
+    assert [decode[0](x) for x in a["input_ids"]] == [decode[1](x) for x in b["input_ids"]]
+    cell = ad.read_h5ad(silent_gene_inputs[0])[:1].copy()
+    dense = cell.X.toarray()
+    dense[0, -1] = 1000  # insert the silent gene
+    cell.X = sp.csr_matrix(dense)
+    inserted = after.tokenize(cell).to_pandas()
+    assert after.vocab.encode([HUMAN[-1]])[0] == inserted.at[0, "input_ids"][0]  # top gene: 1000 counts, mid median
+
+
+def test_extra_genes_enter_the_build_key(inputs, tmp_path):
+    out = tmp_path / "corpus"
+    build(inputs, out)
+    assert "extra_genes" not in json.loads((out / "build.json").read_text())
+    extra = extra_table([(NEW_HUMAN, "human", "NEWH"), (NEW_MOUSE, "mouse", "Newm")])
+    with pytest.raises(ValueError, match="other inputs or parameters"):
+        build(inputs, out, extra_genes=extra)
+    first = build(inputs, out, extra_genes=extra, force=True)
+    assert json.loads((out / "build.json").read_text())["extra_genes"]["genes"] == 2
+    assert build(inputs, out, extra_genes=extra.iloc[::-1])["created"] == first["created"]  # row order: same key
+    with pytest.raises(ValueError, match="other inputs or parameters"):
+        build(inputs, out, extra_genes=extra.iloc[:1])
+
+
+def test_extra_genes_of_a_species_without_cells_are_left_out(inputs, tmp_path):
+    extra = extra_table([(NEW_HUMAN, "human", "NEWH"), (NEW_MOUSE, "mouse", "Newm")])
+    manifest = build(inputs[:1], tmp_path / "corpus", extra_genes=extra)
+    assert manifest["extra_genes"]["per_species"]["mouse"] == {
+        "given": 1, "already_expressed": 0, "added": 0, "left_out": 1, "median": None, "n_nonzero": 0}
+    assert manifest["extra_genes"]["per_species"]["human"]["added"] == 1
+    tokens = Tokenizer.load(tmp_path / "corpus").vocab.encode([NEW_HUMAN, NEW_MOUSE])
+    assert tokens[0] >= 0 and tokens[1] == -1
+
+
+@pytest.mark.parametrize("extra, message", [
+    (pd.DataFrame({"gene_id": [NEW_HUMAN], "species": ["human"]}), "lacks columns \\['symbol'\\]"),
+    (extra_table([(NEW_HUMAN, "zebrafish", "x")]), "unknown species"),
+    (extra_table([(NEW_MOUSE, "human", "x")]), "not Ensembl gene IDs of their species"),
+    (extra_table([("NR5A1", "human", "NR5A1")]), "not Ensembl gene IDs of their species"),
+    ([NEW_HUMAN], "must be a DataFrame"),
+])
+def test_bad_extra_genes_are_named_and_leave_no_output(inputs, tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        build(inputs, tmp_path / "corpus", extra_genes=extra)
+    assert not (tmp_path / "corpus").exists()

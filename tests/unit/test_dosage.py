@@ -159,7 +159,7 @@ def test_gene_folds_are_stratified_and_deterministic():
 
 def test_real_bundle_counts():
     clingen = dosage.read_clingen_genes()
-    tfs = dosage.transcription_factors()
+    tfs = orgdb.transcription_factors()
     assert len(clingen) == 1560 and (clingen["hi_score"] == "3").sum() == 377
     assert len(tfs) == 1528 and tfs.is_unique and tfs.is_monotonic_increasing
     labels = dosage.dosage_labels(clingen, tfs)

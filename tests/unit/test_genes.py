@@ -53,3 +53,21 @@ def test_real_orthologs_one_partner_per_mouse_gene():
     assert trp53["human_id"] == "ENSG00000141510" and trp53["homology_type"] == "one2one"
     cover = genes.human_ortholog_coverage(["ENSMUSG00000059552", "ENSMUSG99999999999"], "mouse")
     assert cover == {"any": 0.5, "one2one": 0.5}
+
+
+def test_real_tf_tokens_hold_human_tfs_and_their_one_to_one_mouse_orthologs():
+    table = genes.tf_tokens()
+    assert list(table.columns) == ["gene_id", "species", "symbol"] and table["gene_id"].is_unique
+    human = table[table["species"] == "human"].set_index("symbol")["gene_id"]
+    mouse = table[table["species"] == "mouse"].set_index("symbol")["gene_id"]
+    assert human["NR5A1"] == "ENSG00000136931" and human["GATA4"] == "ENSG00000136574"
+    assert human.index.is_unique  # alternate-locus IDs (a second GATA4) are left out
+    assert mouse["Nr5a1"] == "ENSMUSG00000026751" and mouse["Gata4"] == "ENSMUSG00000021944"
+    partner = genes.mouse_to_human().set_index("mouse_id").loc[mouse.to_numpy()]
+    assert (partner["homology_type"] == "one2one").all() and partner["human_id"].isin(set(human)).all()
+    assert 1_300 < len(human) < 1_528 and 900 < len(mouse) < len(human)
+    # injected TFs and orthologs: only one-to-one partners of the given human genes
+    pairs = pd.DataFrame({"mouse_id": ["ENSMUSG00000026751", "ENSMUSG00000021944"],
+                          "human_id": ["ENSG00000136931", "ENSG00000136574"], "homology_type": ["one2one", "one2many"]})
+    small = genes.tf_tokens(pairs, tfs=["ENSG00000136931", "ENSG00000136574"])
+    assert small["symbol"].tolist() == ["GATA4", "NR5A1", "Nr5a1"]

@@ -89,3 +89,16 @@ def test_bundle_network_resolves_most_edges():
     assert edges["tf_id"].str.fullmatch(r"ENSG\d{11}").all() and edges["target_id"].str.fullmatch(r"ENSG\d{11}").all()
     chip = grn_prior.select_sources(edges, ("ENCODE-proximal",))
     assert 0 < len(chip) < len(edges) and chip["sources"].str.contains("ENCODE-proximal").all()
+
+
+def test_holdout_tfs_draws_eligible_tfs_with_enough_targets_reproducibly():
+    from gc_lib.priors.signal import holdout_tfs
+
+    edges = pd.DataFrame({"tf_id": ["A"] * 30 + ["B"] * 25 + ["C"] * 5 + ["D"] * 40,
+                          "target_id": [f"t{i}" for i in range(100)]})
+    chosen = holdout_tfs(edges, 2, seed=3, min_targets=20, eligible=["A", "B", "C"])
+    assert sorted(chosen) == ["A", "B"] and chosen == holdout_tfs(edges, 2, seed=3, min_targets=20,
+                                                                  eligible=["A", "B", "C"])
+    assert len(set(holdout_tfs(edges, 1, seed=s, min_targets=20)[0] for s in range(20))) == 3   # A, B or D
+    with pytest.raises(ValueError, match="only 2 TFs"):
+        holdout_tfs(edges, 3, min_targets=20, eligible=["A", "B", "C"])
