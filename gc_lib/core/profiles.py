@@ -60,13 +60,14 @@ NOTEBOOK_SIZES: dict[str, dict[str, dict]] = {
                  "baron_epochs": 10, "baron_max_genes": None, "cross_species_tissue": "lung"},
     },
     "06_grn_inference": {  # human corpus cells, tokens per cell (the pretraining length of notebook 03), cells a gene
-        # must be in, target genes scored, GRNBoost2's trees, TFs deleted in silico and the cells each needs
+        # must be in, target genes scored, GRNBoost2's trees, TFs deleted in silico, the cells each needs, random
+        # matched genes per expression bin for the deletion's null
         "ci": {"n_cells": 300, "max_genes": 128, "min_cells": 5, "max_targets": 300, "grnboost_trees": 500,
-               "deletion_tfs": 16, "deletion_min_cells": 5},
+               "deletion_tfs": 16, "deletion_min_cells": 5, "deletion_null": 10},
         "local": {"n_cells": 1_000, "max_genes": 512, "min_cells": 10, "max_targets": 1_500, "grnboost_trees": 5_000,
-                  "deletion_tfs": 60, "deletion_min_cells": 10},
+                  "deletion_tfs": 60, "deletion_min_cells": 10, "deletion_null": 20},
         "full": {"n_cells": 5_000, "max_genes": 2047, "min_cells": 50, "max_targets": 5_000, "grnboost_trees": 5_000,
-                 "deletion_tfs": 200, "deletion_min_cells": 20},
+                 "deletion_tfs": 200, "deletion_min_cells": 20, "deletion_null": 50},
     },
     "09_dosage_sensitivity": {  # gene filter, cells sampled per gene, fine-tuning epochs
         "ci": {"min_cells": 5, "cells_per_gene": 8, "epochs": 2},

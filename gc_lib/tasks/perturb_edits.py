@@ -10,6 +10,11 @@ A cell enters the model as its genes in rank order (highest normalised value fir
   so the edited cell looks like a cell the model has seen. A gene the cell does not express is **inserted** there:
   the published perturbers dropped every such cell, so they could not ask what switching a gene *on* does. At the
   length cap the cell's lowest-ranked gene drops out.
+  A gene can be inserted only if it is a token: a corpus built with ``extra_genes``
+  (:func:`gc_lib.inputs.genes.tf_tokens`; notebook 01 does this for every TF and its mouse ortholog) holds genes that
+  no cell expresses. Such a gene is represented by its priors (GRN, promoter, family, co-expression, where it has
+  them) and an ID embedding that pretraining never fitted to a cell (it only ever appears as a wrong answer of the
+  masked-gene head), so what an insertion does comes from its priors and its value.
 - ``knockdown``: each expressed gene's value is multiplied by ``factor`` and the gene moves down to the rank its
   new value takes (ahead of genes of equal value). Unexpressed genes are untouched.
 

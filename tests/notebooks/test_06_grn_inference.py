@@ -51,3 +51,11 @@ def test_in_silico_deletion_is_scored_beside_its_baselines(metrics):
     assert at_k.drop(columns="k/N (positive rate), mean over TFs").stack().between(0, 1).all()
     for figure in ("grn_test", "deletion", "explorer_default"):
         assert paths.figure_path("06_grn_inference", figure).exists(), figure
+
+
+def test_deleted_tfs_are_tested_against_matched_random_deletions(metrics):
+    deletion = metrics["deletion"]
+    table = pd.DataFrame(deletion["significance"])
+    assert len(table) == len(deletion["tfs"]) and deletion["null_perturbations"] > 0
+    assert table["p_value"].between(0, 1).all() and (table["q_value"] >= table["p_value"] - 1e-12).all()
+    assert (table["n_null"] == metrics["sizes"]["deletion_null"]).all()
