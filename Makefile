@@ -10,6 +10,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-done
 PROFILE ?= local
 
+# The offline mirror (verified copies of public files no package ships, README "The offline data bundle"):
+# `run` and `test` export GC_LIB_MIRROR=<absolute ../shared/mirror> when that folder exists and GC_LIB_MIRROR is not
+# set already (in the environment or on the command line; a user's own setting, even an empty one, wins).
+MIRROR_DIR := $(abspath $(CURDIR)/../shared/mirror)
+ifeq ($(origin GC_LIB_MIRROR),undefined)
+ifneq ($(wildcard $(MIRROR_DIR)/.),)
+run test: export GC_LIB_MIRROR := $(MIRROR_DIR)
+endif
+endif
+
 .PHONY: setup run test unit notebooks lock clean bench
 
 setup: $(STAMP)

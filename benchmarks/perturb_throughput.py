@@ -66,7 +66,7 @@ def forward_floor(model, cells: CellTokens, perturbations: PerturbationSet, high
     batches = [collate(cells, index[i:i + batch_size]) for i in range(0, len(index), batch_size)]
     for start in range(0, len(cell_of), batch_size):
         c, p = cell_of[start:start + batch_size], pert_of[start:start + batch_size]
-        new_ids, new_values, _ = apply_edits(ids[c], values[c], genes[p], torch.as_tensor(perturbations.kind)[p],
+        new_ids, new_values, *_ = apply_edits(ids[c], values[c], genes[p], torch.as_tensor(perturbations.kind)[p],
                                              torch.as_tensor(perturbations.factor, dtype=torch.float32)[p],
                                              high_t[genes[p].clamp_min(0)], model.config.max_len - 1)
         batches.append({"input_ids": new_ids, "values": new_values, "species": base["species"][c],

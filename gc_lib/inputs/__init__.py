@@ -7,7 +7,8 @@
 - :mod:`~gc_lib.inputs.datasets`    the bundle's single-cell datasets
 - :mod:`~gc_lib.inputs.atlas`       real atlases: ``.h5ad`` files/URLs and CELLxGENE Census, streamed
 - :mod:`~gc_lib.inputs.genes`       gene tables, symbol → Ensembl, human↔mouse orthologs
-- :mod:`~gc_lib.inputs.orgdb`       human annotation from org.Hs.eg.db (UniProt, Pfam, gene models, GO)
+- :mod:`~gc_lib.inputs.orgdb`       human annotation from org.Hs.eg.db (UniProt, Entrez, Pfam, gene models, GO)
+- :mod:`~gc_lib.inputs.gct`         GCT 1.3 files (L1000) read into AnnData; the L1000 plate, genes as Ensembl IDs
 
 Imports: :mod:`gc_lib.core` only.
 """

@@ -5,6 +5,7 @@ callers see Ensembl gene IDs only. An Entrez gene with several Ensembl IDs (alte
 per ID. Tables used by the prior-knowledge builders and their checks:
 
 - :func:`uniprot_to_ensembl` — resolves UniProt accessions in the OmniPath network (GRN prior);
+- :func:`entrez_to_ensembl` — resolves the Entrez gene IDs of L1000 data (:mod:`gc_lib.inputs.gct`);
 - :func:`pfam_domains` — Pfam domains per gene (the gene-family substitute);
 - :func:`gene_locations` — hg38 gene models: chromosome, start/end, strand (the promoter substitute);
 - :func:`go_bp_annotations` — GO biological-process annotations (an independent grouping for signal checks);
@@ -47,6 +48,13 @@ def uniprot_to_ensembl(path: str | Path | None = None) -> pd.DataFrame:
     """UniProt accession → Ensembl gene ID: ``uniprot, ensembl_id`` (an accession may map to several genes)."""
     return query("SELECT DISTINCT u.uniprot_id AS uniprot, e.ensembl_id FROM uniprot u "
                  "JOIN ensembl e ON e._id = u._id ORDER BY uniprot, ensembl_id", path)
+
+
+def entrez_to_ensembl(path: str | Path | None = None) -> pd.DataFrame:
+    """Entrez gene ID → Ensembl gene ID: ``entrez, ensembl_id`` (both strings; an Entrez gene with alternate-locus
+    IDs has one row per ID)."""
+    return query("SELECT DISTINCT g.gene_id AS entrez, e.ensembl_id FROM genes g JOIN ensembl e ON e._id = g._id "
+                 "ORDER BY g._id, e.ensembl_id", path).astype(str)
 
 
 def pfam_domains(path: str | Path | None = None) -> pd.DataFrame:

