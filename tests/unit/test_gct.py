@@ -1,4 +1,5 @@
 """The GCT 1.3 reader on a hand-written file, and on the real L1000 plate of the offline mirror when it is there."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,9 @@ FIXTURE = "\n".join([
     "p2\t-666\tCISD1\t1\t8.5\t8.0\t7.75\t8.25",
     "p3\t7416\t\t0\t9\t9.5\t9.25\t9.125",
 ]) + "\n"
-MIRROR_PLATE = paths.ROOT.parent / "shared" / "mirror" / "l1000" / "test_l1000.gct"
+# the team's offline mirror: GC_LIB_MIRROR when set (make and .ci/run set it), else ../shared/mirror
+MIRROR_PLATE = Path(os.environ.get("GC_LIB_MIRROR") or paths.ROOT.parent / "shared" / "mirror") / "l1000" / \
+    "test_l1000.gct"
 
 
 @pytest.fixture()
