@@ -20,6 +20,8 @@
   one-to-one ortholog baselines (logistic regression, kNN in a PCA of the training cells)
 - :mod:`~gc_lib.tasks.species_splits` donor / stratified / cross-species splits, the rare-class rule
 - :mod:`~gc_lib.tasks.species_scores` shared-class scoring, per-class F1 with class sizes, prior-token shares
+- :mod:`~gc_lib.tasks.dose_response` a CPA-style dose-response model (basal latent, drug × dose curve, adversary,
+  Gaussian decoder, gene embeddings through a trained output path) for L1000 profiles (notebook 08)
 - internal: ``_classifier`` (classifier heads and their checkpoint files), ``_finetune_loop`` (the training loop),
   ``_perturb_loop`` (the per-cell perturbation loop in the published style: the engine's reference and benchmark)
 
