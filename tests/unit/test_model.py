@@ -141,7 +141,7 @@ def gene_vocab(human: int, mouse: int):
 def test_loading_for_a_tokenizer_checks_its_vocabulary(tmp_path):
     """Same hash: loads. The tokenizer's vocabulary a prefix of the checkpoint's: loads, with a warning when a
     species keeps under half its tokens. Any id naming another gene, or beyond the model: refused."""
-    from gc_lib.model.architecture import check_vocabulary
+    from gc_lib.model.vocab_check import check_vocabulary
 
     saved = gene_vocab(40, 16)                                    # 4 special + 56 gene tokens = V
     model = build_model(ModelConfig.preset("tiny", V, d_model=32, n_heads=2, d_ff=64, max_len=64))
