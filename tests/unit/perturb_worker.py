@@ -1,7 +1,7 @@
 """Worker for test_perturb.py: the engine on fixed cells, in one process or under torchrun (not a test module).
 
 Under ``torchrun --nproc_per_node 2`` each rank perturbs every other cell and the engine gathers the results; rank 0
-writes the tables to ``<out>.json``.
+writes the tables to ``out`` (a JSON file).
 """
 import json
 import sys
@@ -23,7 +23,7 @@ def main(out: str) -> None:
     if runtime.is_main:
         json.dump({"world_size": runtime.world_size, "cells": result.cells.to_dict(orient="list"),
                    "genes": result.genes.to_dict(orient="list"), "embeddings": result.embeddings.tolist()},
-                  open(f"{out}.json", "w"))
+                  open(out, "w"))
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 

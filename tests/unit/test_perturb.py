@@ -1,7 +1,4 @@
 """The perturbation engine: token edits on hand-made cells, equality with the per-cell loop, torchrun slices."""
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,13 +156,9 @@ def test_bad_requests_are_refused():
 
 
 def test_two_gloo_ranks_gather_the_same_results_as_one_process(tmp_path):
-    from test_train import torchrun
+    from distributed import one_and_two_processes
 
-    single = subprocess.run([sys.executable, str(HERE / "perturb_worker.py"), str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=300)
-    assert single.returncode == 0, single.stderr[-3000:]
-    torchrun([str(HERE / "perturb_worker.py"), str(tmp_path / "two")], nproc=2)
-    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    one, two = one_and_two_processes(HERE / "perturb_worker.py", tmp_path)
     assert one["world_size"] == 1 and two["world_size"] == 2
     for key in ("cells", "genes"):
         a, b = pd.DataFrame(one[key]), pd.DataFrame(two[key])

@@ -1,9 +1,5 @@
 """Training: schedule, exact resume of a pretraining run, and two torchrun processes matching one process."""
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -11,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from distributed import one_and_two_processes, torchrun
 
 from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus
 from gc_lib.corpus.tokenizer import Tokenizer
@@ -91,26 +88,8 @@ def test_run_writes_a_usable_checkpoint_and_learns(corpus, tmp_path):
     assert (tmp_path / "run" / "tensorboard").is_dir()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def torchrun(args, nproc):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-               f"--master_port={free_port()}", *args]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    single = subprocess.run([sys.executable, str(HERE / "ddp_worker.py"), str(tmp_path / "one.json")],
-                            capture_output=True, text=True, timeout=300)
-    assert single.returncode == 0, single.stderr[-3000:]
-    torchrun([str(HERE / "ddp_worker.py"), str(tmp_path / "two.json")], nproc=2)
-    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    one, two = one_and_two_processes(HERE / "ddp_worker.py", tmp_path)
     assert one["world_size"] == 1 and two["world_size"] == 2
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
     assert two["checksum"] == pytest.approx(one["checksum"], rel=1e-6)
