@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from .cell_tokens import CellTokens
-from .perturb import PerturbResult, _cell_table, _pool, _targets, _unit
-from .perturb_edits import KINDS, PerturbationSet
+from .embedding import pool
+from .perturb import PerturbResult, _cell_table, _gene_table, _targets, _unit
+from .perturb_edits import PerturbationSet
 
 
 def edit_cell(ids: list[int], values: list[float], genes: list[int], kind: str, factor: float,
@@ -63,7 +64,7 @@ def perturb_loop(model, cells: CellTokens, perturbations: PerturbationSet, *, hi
             ids, values = cells.ids[cell].tolist(), cells.values[cell].tolist()
             species = torch.tensor([int(cells.species[cell])], device=device)
             base = model.encode(torch.tensor([ids], device=device), torch.tensor([values], device=device), species)[0]
-            embeddings[cell] = _pool(base[None], torch.ones(1, len(ids), device=device), pooling)[0].cpu().numpy()
+            embeddings[cell] = pool(base[None], torch.ones(1, len(ids), device=device), pooling)[0].cpu().numpy()
             todo = [p for p, genes in enumerate(combos) if kinds[p] == "overexpress" or set(genes) & set(ids)]
             for start in range(0, len(todo), forward_batch_size):
                 batch = todo[start:start + forward_batch_size]
@@ -97,8 +98,8 @@ def _measure(cell, p, n_present, base, after, moved, ids, pooling, targets, gene
     before_states = torch.cat([base[:1], base[1:][kept]])
     after_states = torch.cat([after[:1], after[1:][[moved[j] for j in kept]]])
     everything = torch.ones(1, len(kept), device=base.device)
-    e_before = _pool(before_states[None], everything, pooling)[0]
-    e_after = _pool(after_states[None], everything, pooling)[0]
+    e_before = pool(before_states[None], everything, pooling)[0]
+    e_after = pool(after_states[None], everything, pooling)[0]
     row = [cell, p, n_present, float(1 - F.cosine_similarity(e_before, e_after, dim=0))]
     if targets is not None:
         toward = _unit(e_after[None]) @ targets.vectors.T - _unit(e_before[None]) @ targets.vectors.T
@@ -111,11 +112,7 @@ def _measure(cell, p, n_present, base, after, moved, ids, pooling, targets, gene
 
 
 def _genes(genes: pd.DataFrame, perturbations: PerturbationSet) -> pd.DataFrame:
-    from .perturb import _gene_table
-
     if genes.empty:
         return _gene_table([], perturbations)
     return _gene_table([genes.set_index(["perturbation", "token"])], perturbations)
 
-
-__all__ = ["edit_cell", "perturb_loop", "KINDS"]

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from ..corpus.vocab import SPECIAL_TOKENS
 from .cell_tokens import CellTokens, collate
-from .embedding import POOLINGS
+from .embedding import POOLINGS, pool
 from .perturb_edits import KINDS, PerturbationSet, apply_edits
 
 
@@ -148,7 +148,7 @@ def _run_chunk(model, cells: CellTokens, chunk: np.ndarray, table: _Perturbation
     hidden = torch.cat([model.encode_from(model.assemble(vectors[i:i + batch_size], base["species"][i:i + batch_size]),
                                           base["attention_mask"][i:i + batch_size])
                         for i in range(0, len(chunk), batch_size)])                       # (C, 1 + L, d)
-    base_embedding = _pool(hidden, base["attention_mask"], pooling)
+    base_embedding = pool(hidden, base["attention_mask"], pooling)
     holds = torch.zeros(len(chunk), model.config.vocab_size, dtype=torch.bool, device=device)
     holds.scatter_(1, base["input_ids"], True)                                            # (C, vocab): cell holds token
     present = holds[:, table.genes.clamp_min(0)] & (table.genes >= 0)                     # (C, P, K)
@@ -166,7 +166,7 @@ def _run_chunk(model, cells: CellTokens, chunk: np.ndarray, table: _Perturbation
         after_genes = after[:, 1:].gather(1, moved_to.clamp_min(0).unsqueeze(-1).expand(-1, -1, after.shape[-1]))
         before = torch.cat([hidden[c, :1], before_genes], 1)
         moved = torch.cat([after[:, :1], after_genes], 1)
-        e_before, e_after = _pool(before, shared, pooling), _pool(moved, shared, pooling)
+        e_before, e_after = pool(before, shared, pooling), pool(moved, shared, pooling)
         stats = [1 - F.cosine_similarity(e_before, e_after, dim=-1)]
         if targets is not None:
             toward = _unit(e_after) @ targets.vectors.T - _unit(e_before) @ targets.vectors.T  # (B, n_states)
@@ -191,17 +191,9 @@ def _encode_edited(model, edited, base_vectors: torch.Tensor, genes: torch.Tenso
     unperturbed cells' vectors are reused and only the perturbed genes' are computed — the same numbers as
     ``model.encode(edited.ids, edited.values, …)`` with less work."""
     slots = model.genes(genes.clamp_min(0), edited.slot_values)                           # (B, K, d)
-    pool = torch.cat([base_vectors, slots], 1)                                            # (B, L + K, d)
-    vectors = pool.gather(1, edited.source.unsqueeze(-1).expand(-1, -1, pool.shape[-1]))
+    rows = torch.cat([base_vectors, slots], 1)                                            # (B, L + K, d)
+    vectors = rows.gather(1, edited.source.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))
     return model.encode_from(model.assemble(vectors, species), edited.ids != pad)
-
-
-def _pool(states: torch.Tensor, genes: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(B, d) from states (B, 1 + L, d): the cell token's state, or the mean over it and the ``genes`` (B, L) kept."""
-    if pooling == "cell":
-        return states[:, 0]
-    weight = torch.cat([genes.new_ones(len(states), 1), genes], 1).to(states.dtype).unsqueeze(-1)
-    return (states * weight).sum(1) / weight.sum(1)
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from ..corpus.tokenizer import Tokenizer
 from ..inputs.contract import is_ensembl_gene_id
 from ..model.architecture import load_model
 from .cell_tokens import CellTokens
+from .embedding import encode_cells
 from .perturb import perturb as run_engine
 from .perturb import state_centroids
 from .perturb_edits import PerturbationSet, overexpression_values
@@ -82,8 +83,8 @@ def perturb(adata: AnnData, checkpoint: str | os.PathLike, genes, *, kind: str =
     if goal is not None:
         if state_key is None or state_key not in adata.obs:
             raise ValueError(f"a goal state needs state_key naming an obs column; got {state_key!r}")
-        base = run_engine(model, cells, PerturbationSet.build([], kind), batch_size=batch_size, pooling=pooling,
-                          max_genes=max_genes, device=device, progress=False).embeddings
+        base, _, _ = encode_cells(model, cells, batch_size=batch_size, device=device, gene_embeddings=False,
+                                  pooling=pooling)
         centroid = state_centroids(base, adata.obs[state_key], [goal, *alternatives])
         targets = {"goal": centroid[str(goal)], "alternatives": {str(a): centroid[str(a)] for a in alternatives}}
     result = run_engine(model, cells, perturbations, high_values=high_values, pooling=pooling, batch_size=batch_size,

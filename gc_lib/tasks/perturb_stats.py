@@ -24,10 +24,7 @@ from .perturb_edits import PerturbationSet
 
 def mean_values(cells: CellTokens, vocab_size: int) -> np.ndarray:
     """Per token id: its mean value over the cells (0 in a cell that does not hold it)."""
-    total = np.zeros(vocab_size)
-    for ids, values in zip(cells.ids, cells.values):
-        np.add.at(total, ids, values)
-    return total / max(len(cells), 1)
+    return np.asarray(cells.to_csr(vocab_size).sum(0), dtype=np.float64).ravel() / max(len(cells), 1)
 
 
 def expression_bins(mean: np.ndarray, candidates: np.ndarray, n_bins: int = 10) -> np.ndarray:
