@@ -320,17 +320,6 @@ def _gene_stats(tokenizer: Tokenizer, candidates: pd.Index, n_nonzero, exact) ->
     return pd.DataFrame({"n_nonzero": count, "median_exact": is_exact, "extra": count == 0})
 
 
-def _extra_summary(extra_report: dict | None, gene_stats: pd.DataFrame, species: pd.Series) -> dict | None:
-    """The extra-gene report with each species' largest ``n_nonzero`` among its extra tokens (0: none is expressed)."""
-    if extra_report is None:
-        return None
-    extra = gene_stats["extra"].to_numpy()
-    for name, entry in extra_report["per_species"].items():
-        mine = extra & (species.to_numpy() == name)
-        entry["n_nonzero"] = int(gene_stats["n_nonzero"].to_numpy()[mine].max(initial=0))
-    return extra_report
-
-
 def _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats, extra_report) -> dict:
     in_vocab = tokenizer.vocab.genes["species"].value_counts().to_dict()
     return {
@@ -341,7 +330,7 @@ def _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shard
         "medians_exact": int(gene_stats["median_exact"].sum()),
         "medians_approximate": int((~gene_stats["median_exact"] & ~gene_stats["extra"]).sum()),
         "medians_by_rule": int(gene_stats["extra"].sum()),
-        "extra_genes": _extra_summary(extra_report, gene_stats, tokenizer.vocab.genes["species"]),
+        "extra_genes": extra_report,
         "sources": [{"dataset": i.dataset, "species": i.species, "path": str(i.path), "sha256": checksums[str(i.path)],
                      "cells": i.n_cells, "genes": len(i.gene_ids), "counts": i.counts_location} for i in infos],
         "qc": qc_report.replace({np.nan: None}).to_dict(orient="records"),

@@ -89,6 +89,7 @@ def add_extra_genes(expressed: pd.DataFrame, extra: pd.DataFrame | None) -> tupl
             parts.append(mine.assign(median=median, extra=True))
         per_species[species] = {"given": len(given), "already_expressed": len(given) - len(mine),
                                 "added": len(mine) if median is not None else 0,
-                                "left_out": 0 if median is not None else len(mine), "median": median}
+                                "left_out": 0 if median is not None else len(mine), "median": median,
+                                "n_nonzero": 0}  # by definition: an added gene is one no kept cell expresses
     report = {"median_rule": MEDIAN_RULE, "sha256": table_hash(extra), "per_species": per_species}
     return pd.concat(parts, ignore_index=True), report

@@ -145,7 +145,7 @@ def _drug_codes(adata: AnnData, drug_key: str, dose_key: str, control_value) -> 
     bad = ~control & ~(np.isfinite(dose) & (dose > 0))
     if bad.any():
         raise ValueError(f"{int(bad.sum())} treated wells have no positive {dose_key} (e.g. {adata.obs_names[bad][0]})")
-    codes = np.array([len(drugs) if c else drugs.index(n) for n, c in zip(names, control)])
+    codes = np.where(control, len(drugs), np.searchsorted(drugs, names))   # drugs are sorted; controls last
     return drugs, codes, np.where(control, 0.0, dose)
 
 
@@ -163,8 +163,8 @@ def _covariate_codes(adata: AnnData, covariate_key: str | None) -> tuple[list[st
     if covariate_key not in adata.obs.columns:
         raise ValueError(f"obs has no column {covariate_key!r}")
     values = adata.obs[covariate_key].astype(str).to_numpy()
-    levels = sorted(set(values))
-    return levels, np.array([levels.index(v) for v in values])
+    levels, codes = np.unique(values, return_inverse=True)
+    return levels.tolist(), codes
 
 
 def fit_dose_model(adata: AnnData, *, drug_key: str, dose_key: str, control_value,
@@ -185,7 +185,8 @@ def fit_dose_model(adata: AnnData, *, drug_key: str, dose_key: str, control_valu
     covariates, cov_codes = _covariate_codes(adata, covariate_key)
     X = _profiles(adata)
     mean, std = X.mean(0), X.std(0)
-    x = torch.as_tensor((X - mean) / np.where(std > 0, std, 1.0))
+    std = np.where(std > 0, std, 1.0)          # a constant gene is centred, not scaled
+    x = torch.as_tensor((X - mean) / std)
     drug, dose = torch.as_tensor(codes), torch.as_tensor(doses, dtype=torch.float32)
     cov = None if cov_codes is None else torch.as_tensor(cov_codes)
     prior = torch.bincount(drug, minlength=len(drugs) + 1).float() / len(drug)   # label frequencies
@@ -194,7 +195,7 @@ def fit_dose_model(adata: AnnData, *, drug_key: str, dose_key: str, control_valu
         model = DoseModel(X.shape[1], drugs, config, covariates=covariates, gene_embeddings=gene_embeddings)
         adversary = _mlp(config.latent_dim, config.hidden_dim, len(drugs) + 1)
     model.gene_mean.copy_(torch.as_tensor(mean))
-    model.gene_std.copy_(torch.as_tensor(np.where(std > 0, std, 1.0)))
+    model.gene_std.copy_(torch.as_tensor(std))
     opt_model = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     opt_adv = torch.optim.Adam(adversary.parameters(), lr=config.learning_rate)
     order = torch.Generator().manual_seed(seed)
@@ -249,7 +250,8 @@ def _drug_index(model: DoseModel, drugs) -> torch.Tensor:
     unknown = sorted({str(d) for d in drugs} - set(model.drugs))
     if unknown:
         raise ValueError(f"unknown drugs {unknown[:5]} (the model knows {len(model.drugs)}, e.g. {model.drugs[:3]})")
-    return torch.as_tensor([model.drugs.index(str(d)) for d in drugs])
+    code = {name: i for i, name in enumerate(model.drugs)}
+    return torch.as_tensor([code[str(d)] for d in drugs])
 
 
 def dose_curve(model: DoseModel, drug: str, doses) -> np.ndarray:

@@ -121,6 +121,18 @@ def _columns(expression, genes, wanted: list[str]) -> tuple[np.ndarray, list[str
     return block.astype(np.float64), present
 
 
+def _tf_target_block(expression, genes, tfs, targets):
+    """What both expression-based scorers start from: the dense columns of the TFs and targets, the column of each
+    gene, and the TFs and targets that are columns (in order); no TF among the columns raises ``ValueError``."""
+    tfs, targets = _ids(tfs, "tfs"), _ids(targets, "targets")
+    block, present = _columns(expression, genes, list(dict.fromkeys(tfs + targets)))
+    column = {g: i for i, g in enumerate(present)}
+    tf_in, target_in = [g for g in tfs if g in column], [g for g in targets if g in column]
+    if not tf_in:
+        raise ValueError(f"none of the {len(tfs)} TFs is a column of expression, e.g. {tfs[:3]}")
+    return block, column, tfs, targets, tf_in, target_in
+
+
 def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson correlation of every column of ``a`` with every column of ``b`` (NaN where one is constant)."""
     def standardise(x):
@@ -145,14 +157,9 @@ def coexpression_scores(expression, genes, tfs, targets, *, method: str = "pears
     """
     if method not in CORRELATIONS:
         raise ValueError(f"method must be one of {CORRELATIONS}; got {method!r}")
-    tfs, targets = _ids(tfs, "tfs"), _ids(targets, "targets")
-    block, present = _columns(expression, genes, list(dict.fromkeys(tfs + targets)))
-    tf_in, target_in = [g for g in tfs if g in present], [g for g in targets if g in present]
-    if not tf_in:
-        raise ValueError(f"none of the {len(tfs)} TFs is a column of expression, e.g. {tfs[:3]}")
+    block, column, tfs, targets, tf_in, target_in = _tf_target_block(expression, genes, tfs, targets)
     if method == "spearman":
         block = rankdata(block, axis=0)
-    column = {g: i for i, g in enumerate(present)}
     r = _correlation(block[:, [column[g] for g in tf_in]], block[:, [column[g] for g in target_in]])
     scores = _tidy(tf_in, target_in, np.abs(r) if absolute else r)
     n_pairs = len(tf_in) * len(target_in) - len(set(tf_in) & set(target_in))
@@ -217,13 +224,9 @@ def grnboost2_scores(expression, genes, tfs, targets, *, seed: int = 0, n_estima
             raise ValueError("backend='arboreto' but arboreto does not import; pip install 'gc_lib[grn]'")
         backend = "sklearn"
     backend = "arboreto" if backend == "auto" else backend
-    tfs, targets = _ids(tfs, "tfs"), _ids(targets, "targets")
-    block, present = _columns(expression, genes, list(dict.fromkeys(tfs + targets)))
-    column = {g: i for i, g in enumerate(present)}
-    tf_in, target_in = [g for g in tfs if g in column], [g for g in targets if g in column]
-    if not tf_in:
-        raise ValueError(f"none of the {len(tfs)} TFs is a column of expression, e.g. {tfs[:3]}")
-    fitted = [t for t in target_in if block[:, column[t]].std() > 0 and set(tf_in) - {t}]
+    block, column, tfs, targets, tf_in, target_in = _tf_target_block(expression, genes, tfs, targets)
+    tf_set = set(tf_in)
+    fitted = [t for t in target_in if block[:, column[t]].std() > 0 and tf_set - {t}]
     settings = {**GRNBOOST2_SETTINGS, "n_estimators": int(n_estimators)}
     tf_block = block[:, [column[g] for g in tf_in]]
 

@@ -20,15 +20,15 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from .grn import _ids as grn_ids
+
 PAIR_COLUMNS = ["tf", "target"]
 SPLITS = ("tf", "edge")
 
 
 def _ids(names, what: str) -> np.ndarray:
-    names = pd.unique(pd.Series(list(names), dtype=object).dropna().astype(str))
-    if len(names) == 0:
-        raise ValueError(f"{what} is empty")
-    return np.asarray(names, dtype=object)
+    """:func:`gc_lib.tasks.grn._ids` as an object array."""
+    return np.asarray(grn_ids(names, what), dtype=object)
 
 
 def _edge_columns(edges: pd.DataFrame, what: str) -> tuple[str, str]:
