@@ -295,13 +295,15 @@ def _make_tokenizer(infos, candidates, median, n_nonzero, annotation, config, ex
     medians = np.full(len(vocab), np.nan)
     medians[len(SPECIAL_TOKENS):] = genes.set_index("gene_id")["median"].reindex(vocab.genes["gene_id"]).to_numpy()
     added = set(genes.loc[genes["extra"], "gene_id"])
-    report = pd.DataFrame([{
-        "dataset": i.dataset, "species": i.species, "genes": len(i.gene_ids),
-        "in_vocabulary": int((vocab.encode(i.gene_ids) >= 0).sum()),
-        "extra_not_expressed": int(np.isin(strip_version(i.gene_ids), list(added)).sum()),
-        "dropped_not_expressed": int((vocab.encode(i.gene_ids) < 0).sum()),
-        "with_human_ortholog": _with_ortholog(vocab, i) if i.species == "mouse" else None,
-    } for i in infos])
+    rows = []
+    for i in infos:
+        tokens = vocab.encode(i.gene_ids)
+        rows.append({"dataset": i.dataset, "species": i.species, "genes": len(i.gene_ids),
+                     "in_vocabulary": int((tokens >= 0).sum()),
+                     "extra_not_expressed": int(np.isin(strip_version(i.gene_ids), list(added)).sum()),
+                     "dropped_not_expressed": int((tokens < 0).sum()),
+                     "with_human_ortholog": _with_ortholog(vocab, i) if i.species == "mouse" else None})
+    report = pd.DataFrame(rows)
     tokenizer = Tokenizer(vocab, medians, n_top=config.n_top, library_size=config.library_size)
     return tokenizer, report, extra_report
 

@@ -69,17 +69,19 @@ def candidate_pairs(tfs, genes, positives: pd.DataFrame, *, prior_edges: pd.Data
     tfs, genes = _ids(tfs, "tfs"), _ids(genes, "genes")
     tf, target = np.repeat(tfs, len(genes)), np.tile(genes, len(tfs))
     keep = tf != target
-    pairs = pd.MultiIndex.from_arrays([tf[keep], target[keep]])
+    tf, target = tf[keep], target[keep]
+    pairs = pd.MultiIndex.from_arrays([tf, target])
     seen = _keys(prior_edges, "prior_edges")
     seen = seen.append(_swap(seen)) if undirected_prior else seen
     in_prior = pairs.isin(seen)
-    excluded = pairs.isin(_keys(exclude, "exclude")) & ~in_prior
+    dropped = _keys(exclude, "exclude")
+    excluded = pairs.isin(dropped) & ~in_prior
     wanted = _keys(positives, "positives").unique()
-    if wanted.isin(_keys(exclude, "exclude")).any():
+    if wanted.isin(dropped).any():
         raise ValueError("some positives are also in exclude; a pair cannot be both")
     positive = pairs.isin(wanted)
     kept = ~in_prior & ~excluded
-    universe = pd.DataFrame({"tf": tf[keep][kept], "target": target[keep][kept], "positive": positive[kept]})
+    universe = pd.DataFrame({"tf": tf[kept], "target": target[kept], "positive": positive[kept]})
     with_positive = set(universe.loc[universe["positive"], "tf"])
     info = {"tfs": len(tfs), "genes": len(genes), "pairs_all": int(len(pairs)),
             "pairs_seen_by_prior": int(in_prior.sum()), "pairs_excluded": int(excluded.sum()),
