@@ -9,6 +9,9 @@
 - :mod:`~gc_lib.inputs.genes`       gene tables, symbol → Ensembl, human↔mouse orthologs
 - :mod:`~gc_lib.inputs.orgdb`       human annotation from org.Hs.eg.db (UniProt, Entrez, Pfam, gene models, GO)
 - :mod:`~gc_lib.inputs.gct`         GCT 1.3 files (L1000) read into AnnData; the L1000 plate, genes as Ensembl IDs
+- :mod:`~gc_lib.inputs.lincs`       LINCS Level-5 signatures (GCTX) with doses and SMILES
+- :mod:`~gc_lib.inputs.sciplex`     CPA's sci-Plex3 h5ad as a dose-contract AnnData
+- :mod:`~gc_lib.inputs.dose_data`   one entry point to the drug-response data of notebook 08
 
 Imports: :mod:`gc_lib.core` only.
 """

@@ -87,8 +87,14 @@ def _typed(values) -> pd.Series | pd.Categorical:
     return pd.Categorical(text.where(~pd.Series(missing)))
 
 
-def _metadata(names: list[str], columns: list[list[str]], index: list[str], what: str, path: Path) -> pd.DataFrame:
-    """A metadata table: one typed column per field name, indexed by unique IDs."""
+def metadata_table(names: list[str], columns: list[list[str]], index: list[str], what: str, path) -> pd.DataFrame:
+    """A CMap metadata table (GCT or GCTX, :mod:`gc_lib.inputs.lincs`): one typed column per field, from text values.
+
+    ``columns[k]`` holds the values of field ``names[k]`` as strings, one per ID in ``index``. A field whose present
+    values are all numbers becomes numeric (int64 when all present and whole), any other a categorical; the
+    :data:`MISSING` spellings (CMap's ``-666``, empty cells, NA) become NaN. Indexed by ``index`` as strings.
+    Raises ``ValueError`` naming ``path`` and ``what`` ("row"/"column") when IDs or field names are duplicated.
+    """
     for kind, labels in ((f"{what} IDs", index), (f"{what} metadata fields", names)):
         duplicated = pd.Index(labels)[pd.Index(labels).duplicated()]
         if len(duplicated):
@@ -127,9 +133,9 @@ def read_gct(path) -> AnnData:
     header = rows[0]
     row_names, col_ids = header[1:1 + n_row_meta], header[1 + n_row_meta:]
     col_rows, data_rows = rows[1:1 + n_col_meta], rows[1 + n_col_meta:]
-    obs = _metadata([r[0] for r in col_rows], [r[1 + n_row_meta:] for r in col_rows], col_ids, "column", path)
+    obs = metadata_table([r[0] for r in col_rows], [r[1 + n_row_meta:] for r in col_rows], col_ids, "column", path)
     data = np.array(data_rows, dtype=str).reshape(n_rows, 1 + n_row_meta + n_cols)
-    var = _metadata(row_names, [list(data[:, 1 + k]) for k in range(n_row_meta)], list(data[:, 0]), "row", path)
+    var = metadata_table(row_names, [list(data[:, 1 + k]) for k in range(n_row_meta)], list(data[:, 0]), "row", path)
     values = _matrix(data[:, 1 + n_row_meta:], 4 + n_col_meta, col_ids, path)
     return AnnData(X=np.ascontiguousarray(values.T), obs=obs, var=var,
                    uns={"gc_lib": {"source": path.name, "format": "GCT 1.3"}})

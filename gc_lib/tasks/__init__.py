@@ -21,7 +21,14 @@
 - :mod:`~gc_lib.tasks.species_splits` donor / stratified / cross-species splits, the rare-class rule
 - :mod:`~gc_lib.tasks.species_scores` shared-class scoring, per-class F1 with class sizes, prior-token shares
 - :mod:`~gc_lib.tasks.dose_response` a CPA-style dose-response model (basal latent, drug × dose curve, adversary,
-  Gaussian decoder, gene embeddings through a trained output path) for L1000 profiles (notebook 08)
+  Gaussian or negative-binomial decoder (:mod:`~gc_lib.tasks.dose_likelihoods`), gene embeddings through a trained
+  output path) for notebook 08
+- :mod:`~gc_lib.tasks.deepce`       a DeepCE-style model: gene features attend to drug features (learned, or
+  fingerprints of SMILES from :mod:`~gc_lib.tasks.drug_features`), with dose and cell line
+- :mod:`~gc_lib.tasks.gene_vectors` fixed gene vectors per source (GeneCompass, each prior, random, none)
+- :mod:`~gc_lib.tasks.dose_splits`  conditions, held-out dose and drug splits, the drug-response baselines;
+  :mod:`~gc_lib.tasks.dose_metrics` (R², top-20 DE, Pearson of the change, precision@k, summaries over seeds);
+  :mod:`~gc_lib.tasks.dose_benchmark` (every method on one split, over seeds, fits side by side)
 - internal: ``_classifier`` (classifier heads and their checkpoint files), ``_finetune_loop`` (the training loop),
   ``_perturb_loop`` (the per-cell perturbation loop in the published style: the engine's reference and benchmark)
 

@@ -1,4 +1,5 @@
-"""Synthetic count matrices shared by unit tests (imported by conftest.py and test modules)."""
+"""Synthetic count matrices and an L1000-like dose plate shared by unit tests (imported by conftest.py and test
+modules)."""
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -6,6 +7,9 @@ import scipy.sparse as sp
 
 HUMAN = [f"ENSG{i:011d}" for i in range(1, 41)]
 MOUSE = [f"ENSMUSG{i:011d}" for i in range(1, 31)]
+#: The doses (µM) of the L1000 plate, and the genes of the synthetic dose plate.
+DOSES = [0.04, 0.12, 0.37, 1.11, 3.33, 10.0]
+N_GENES = 60
 
 
 def count_cells(n: int, genes: list[str], species: str, seed: int, rates: np.ndarray | None = None) -> ad.AnnData:
@@ -28,3 +32,23 @@ def two_programmes(n: int, genes: list[str], species: str, seed: int) -> ad.AnnD
     for part, label in zip(parts, "AB"):
         part.obs["label"] = label
     return ad.concat(parts, merge="same")
+
+
+def synthetic_plate(seed: int = 0, reps: int = 4, noise: float = 0.3):
+    """4 drugs × 6 doses × ``reps`` wells + 12 DMSO wells, log2-like values around 8. Drug i shifts genes
+    8i … 8i+7 by ±2 × sigmoid(2.5 (log10 dose − midpoint_i)). Returns the plate and the sign of each drug's shift."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(8, 1, N_GENES)
+    rows, obs, signs = [], [], np.zeros((4, N_GENES))
+    for i, midpoint in enumerate([-0.5, 0.0, 0.3, -0.2]):
+        signs[i, i * 8:i * 8 + 8] = np.where(np.arange(8) % 2, -1.0, 1.0)
+        for dose in DOSES:
+            effect = 2.0 / (1 + np.exp(-2.5 * (np.log10(dose) - midpoint)))
+            for _ in range(reps):
+                rows.append(base + rng.normal(0, noise, N_GENES) + signs[i] * effect)
+                obs.append((f"drug{i}", dose))
+    for _ in range(12):
+        rows.append(base + rng.normal(0, noise, N_GENES))
+        obs.append(("DMSO", np.nan))
+    obs = pd.DataFrame(obs, columns=["pert_iname", "pert_dose"], index=[f"w{i}" for i in range(len(obs))])
+    return ad.AnnData(np.asarray(rows, dtype=np.float32), obs=obs), signs

@@ -1,5 +1,6 @@
 """The CPA-style dose-response model on a synthetic plate with a known answer, and on the real L1000 plate of the
-offline mirror when it is there."""
+offline mirror when it is there; its negative-binomial decoder on simulated counts."""
+import math
 import os
 from pathlib import Path
 
@@ -8,37 +9,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
+from synthetic import DOSES, N_GENES, synthetic_plate
 
 from gc_lib.core import paths
-from gc_lib.tasks.dose_response import DoseModel, DoseModelConfig, dose_curve, fit_dose_model, predict_dose
+from gc_lib.tasks.dose_likelihoods import log_normalise, nb_nll
+from gc_lib.tasks.dose_response import (
+    DoseModel,
+    DoseModelConfig,
+    dose_curve,
+    encode_basal,
+    fit_dose_model,
+    predict_dose,
+)
 
 MIRROR_PLATE = Path(os.environ.get("GC_LIB_MIRROR") or paths.ROOT.parent / "shared" / "mirror") / "l1000" / \
     "test_l1000.gct"
-DOSES = [0.04, 0.12, 0.37, 1.11, 3.33, 10.0]
 HELD_OUT = 3.33
-N_GENES = 60
 CONFIG = DoseModelConfig(epochs=100)
 FIT = {"drug_key": "pert_iname", "dose_key": "pert_dose", "control_value": "DMSO"}
-
-
-def synthetic_plate(seed: int = 0, reps: int = 4, noise: float = 0.3):
-    """4 drugs × 6 doses × ``reps`` wells + 12 DMSO wells, log2-like values around 8. Drug i shifts genes
-    8i … 8i+7 by ±2 × sigmoid(2.5 (log10 dose − midpoint_i)). Returns the plate and the sign of each drug's shift."""
-    rng = np.random.default_rng(seed)
-    base = rng.normal(8, 1, N_GENES)
-    rows, obs, signs = [], [], np.zeros((4, N_GENES))
-    for i, midpoint in enumerate([-0.5, 0.0, 0.3, -0.2]):
-        signs[i, i * 8:i * 8 + 8] = np.where(np.arange(8) % 2, -1.0, 1.0)
-        for dose in DOSES:
-            effect = 2.0 / (1 + np.exp(-2.5 * (np.log10(dose) - midpoint)))
-            for _ in range(reps):
-                rows.append(base + rng.normal(0, noise, N_GENES) + signs[i] * effect)
-                obs.append((f"drug{i}", dose))
-    for _ in range(12):
-        rows.append(base + rng.normal(0, noise, N_GENES))
-        obs.append(("DMSO", np.nan))
-    obs = pd.DataFrame(obs, columns=["pert_iname", "pert_dose"], index=[f"w{i}" for i in range(len(obs))])
-    return ad.AnnData(np.asarray(rows, dtype=np.float32), obs=obs), signs
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +122,111 @@ def test_clear_errors(plate, fitted):
     broken.obs.loc[broken.obs_names[0], "pert_dose"] = np.nan
     with pytest.raises(ValueError, match="1 treated wells have no positive pert_dose"):
         fit_dose_model(broken, **FIT, config=CONFIG)
+
+
+def test_gaussian_results_match_the_model_before_the_nb_decoder():
+    """Predictions and NLL recorded with the Gaussian-only code (before ``likelihood`` existed), same seed."""
+    model, history = fit_dose_model(synthetic_plate()[0], **FIT, config=DoseModelConfig(epochs=5), seed=3)
+    predicted = predict_dose(model, ["drug0", "drug2"], [0.1, 10.0])[:, :4]
+    recorded = [[8.545204162597656, 7.396550178527832, 9.169713973999023, 7.56875467300415],
+                [8.250247955322266, 8.024205207824707, 8.541470527648926, 8.086941719055176]]
+    np.testing.assert_allclose(predicted, recorded, rtol=1e-5)
+    np.testing.assert_allclose(history["nll"], [1.4221165047751532, 1.3708924231705841, 1.3264758895944666,
+                                                1.2793725728988647, 1.2373316508752328], rtol=1e-5)
+
+
+def test_nb_nll_matches_scipy_and_stays_finite():
+    counts = torch.tensor([0.0, 1.0, 5.0, 20.0, 3.0])
+    mean = torch.tensor([0.5, 3.0, 5.0, 100.0, 0.01], dtype=torch.float64)
+    theta = torch.tensor([0.3, 2.0, 50.0, 1.0, 1e3], dtype=torch.float64)
+    got = nb_nll(counts.double(), mean.log(), theta.log()).numpy()
+    expected = -stats.nbinom.logpmf(counts.numpy(), theta.numpy(), (theta / (theta + mean)).numpy())
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    x, mu, th = 2.0, 4.0, 3.0  # the formula written out once
+    direct = -(math.lgamma(x + th) - math.lgamma(th) - math.lgamma(x + 1) + th * math.log(th / (th + mu))
+               + x * math.log(mu / (th + mu)))
+    assert nb_nll(torch.tensor(x), torch.tensor(mu).log(), torch.tensor(th).log()).item() == pytest.approx(direct)
+    extreme = nb_nll(torch.tensor([0.0, 1e5, 0.0]), torch.tensor([-40.0, 12.0, 15.0]), torch.tensor([8.0, -8.0, 8.0]))
+    assert torch.isfinite(extreme).all() and (extreme >= 0).all()
+
+
+NB_GENES = 30
+NB_FOLD = {0.1: 1.0, 1.0: 2.0, 10.0: 4.0}   # drugA multiplies genes 0-4 by these, drugB genes 5-9
+NB_FIT = {"drug_key": "drug", "dose_key": "dose", "control_value": "DMSO"}
+
+
+def count_plate(seed: int = 0, theta: float = 10.0):
+    """300 cells of negative-binomial counts (θ = 10): 60 DMSO, 2 drugs × 3 doses × 40. Genes 0-9 have a mean of
+    about 5 counts, the others about 30; each cell's depth varies by a log-normal factor."""
+    rng = np.random.default_rng(seed)
+    base = np.where(np.arange(NB_GENES) < 10, 5.0, 30.0) * rng.uniform(0.8, 1.25, NB_GENES)
+    obs, means = [], []
+    for drug, genes in (("drugA", slice(0, 5)), ("drugB", slice(5, 10))):
+        for dose, fold in NB_FOLD.items():
+            mean = base.copy()
+            mean[genes] *= fold
+            means += [mean * rng.lognormal(0, 0.3) for _ in range(40)]
+            obs += [(drug, dose)] * 40
+    means += [base * rng.lognormal(0, 0.3) for _ in range(60)]
+    obs += [("DMSO", np.nan)] * 60
+    counts = rng.negative_binomial(theta, theta / (theta + np.asarray(means))).astype(np.float32)
+    obs = pd.DataFrame(obs, columns=["drug", "dose"], index=[f"c{i}" for i in range(len(obs))])
+    return ad.AnnData(counts, obs=obs)
+
+
+@pytest.fixture(scope="module")
+def counts():
+    return count_plate()
+
+
+def test_nb_model_finds_the_genes_a_high_dose_raises(counts):
+    model, history = fit_dose_model(counts, **NB_FIT, config=DoseModelConfig(epochs=100, likelihood="nb"), seed=0)
+    assert model.logvar_out is None and model.log_theta.shape == (NB_GENES,)
+    assert history["nll"][-1] < history["nll"][0] and np.isfinite(history["nll"]).all()
+    control = predict_dose(model, ["drugA"], [0.0])[0]
+    observed = log_normalise(counts.X[counts.obs["drug"].to_numpy() == "DMSO"]).mean(0)
+    assert np.abs(control - observed).mean() < 0.2   # the control prediction is on the log1p(10⁴ share) scale
+    genes = np.arange(NB_GENES)
+    for drug, up in (("drugA", genes < 5), ("drugB", (genes >= 5) & (genes < 10))):
+        shift = predict_dose(model, [drug] * 3, list(NB_FOLD)) - control
+        print(drug, "up genes", shift[:, up].mean(1).round(2), "others", shift[:, ~up].mean(1).round(3))
+        assert shift[2, up].mean() > 0.8 and (shift[2, up] > 0.4).all()   # log(4) ≈ 1.39 less the share it takes
+        assert abs(shift[2, ~up].mean()) < 0.25 and np.abs(shift[2, ~up]).mean() < 0.3
+        assert shift[0, up].mean() < shift[1, up].mean() < shift[2, up].mean()
+    assert encode_basal(model, counts.X[:3]).shape == (3, DoseModelConfig().latent_dim)
+
+
+def test_nb_model_reads_layers_counts_and_trains_gene_embeddings(counts):
+    layered = counts.copy()
+    layered.layers["counts"] = layered.X.copy()
+    layered.X = log_normalise(layered.X)   # non-integer: would be refused if it were read
+    emb = np.random.default_rng(1).normal(size=(NB_GENES, 4))
+    model, _ = fit_dose_model(layered, **NB_FIT, config=DoseModelConfig(epochs=3, likelihood="nb"), seed=0,
+                              gene_embeddings=emb)
+    assert model.projection.abs().sum() > 0   # w_g + P · emb_g shapes the NB mean logits too
+    assert np.isfinite(predict_dose(model, ["drugB"], [10.0])).all()
+
+
+def test_nb_model_refuses_what_is_not_counts(counts):
+    config = DoseModelConfig(epochs=1, likelihood="nb")
+    fractional = counts.copy()
+    fractional.X = fractional.X + 0.5
+    with pytest.raises(ValueError, match="X holds 9000 non-integer values"):
+        fit_dose_model(fractional, **NB_FIT, config=config)
+    negative = counts.copy()
+    negative.X[0, 0] = -1
+    with pytest.raises(ValueError, match="X holds negative values"):
+        fit_dose_model(negative, **NB_FIT, config=config)
+    layered = counts.copy()
+    layered.layers["counts"] = np.log1p(layered.X)
+    with pytest.raises(ValueError, match=r"layers\['counts'\] holds \d+ non-integer values"):
+        fit_dose_model(layered, **NB_FIT, config=config)
+    empty = counts.copy()
+    empty.X[3] = 0
+    with pytest.raises(ValueError, match="1 cells have no counts in X"):
+        fit_dose_model(empty, **NB_FIT, config=config)
+    with pytest.raises(ValueError, match=r"likelihood must be one of \('gaussian', 'nb'\), got 'poisson'"):
+        DoseModelConfig(likelihood="poisson")
 
 
 @pytest.mark.skipif(not MIRROR_PLATE.exists(), reason=f"no offline mirror copy at {MIRROR_PLATE}")

@@ -1,0 +1,117 @@
+"""Scores of predicted mean profiles of held-out conditions (notebook 08), per condition, then summarised over seeds.
+
+Per held-out condition, with ``true`` and ``pred`` its mean profiles and ``control`` the mean control profile:
+
+- ``r2_all``: R² of ``pred`` against ``true`` over all genes (CPA's headline metric; close to 1 for any sensible
+  prediction, because genes differ in baseline level far more than drugs move them);
+- ``r2_de20``: the same over the condition's 20 most changed genes, ``|true − control| / control SD`` largest (CPA's
+  "DE genes" metric: the genes are chosen from the truth of that condition, as CPA does, never from a prediction);
+- ``pearson_delta``: Pearson r of the changes ``pred − control`` and ``true − control`` over all genes (NaN for a
+  prediction of no change, which has no direction);
+- ``precision_up`` / ``precision_down``: DeepCE's precision@k (Pham et al. 2021): the share of the k genes predicted
+  most up (down) that are among the k most up (down) in truth (NaN for a prediction of no change).
+
+:func:`summarise` averages the per-condition scores within each seed, then gives mean and SD over seeds: the SD is
+over training seeds (a deterministic baseline has SD 0), not over conditions.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("r2_all", "r2_de20", "pearson_delta", "precision_up", "precision_down")
+
+
+def _r2(true: np.ndarray, pred: np.ndarray) -> float:
+    total = np.sum((true - true.mean()) ** 2)
+    return float(1.0 - np.sum((true - pred) ** 2) / total) if total > 0 else float("nan")
+
+
+def _precision(true_delta: np.ndarray, pred_delta: np.ndarray, k: int, sign: int) -> float:
+    if not np.any(pred_delta):
+        return float("nan")
+    top_true = np.argsort(-sign * true_delta, kind="stable")[:k]
+    top_pred = np.argsort(-sign * pred_delta, kind="stable")[:k]
+    return len(np.intersect1d(top_true, top_pred)) / k
+
+
+def condition_scores(true: np.ndarray, pred: np.ndarray, control_mean: np.ndarray, control_sd: np.ndarray, *,
+                     n_de: int = 20, k: int = 100) -> dict[str, float]:
+    """The metrics of the module docstring for one condition (profiles of one length, the genes)."""
+    true, pred = np.asarray(true, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if true.shape != pred.shape or true.shape != control_mean.shape:
+        raise ValueError(f"true {true.shape}, pred {pred.shape} and control {control_mean.shape} must match")
+    if not np.isfinite(pred).all():
+        raise ValueError("the prediction holds non-finite values")
+    k = min(k, len(true))
+    true_delta, pred_delta = true - control_mean, pred - control_mean
+    scale = np.where(control_sd > 0, control_sd, np.inf)
+    de = np.argsort(-np.abs(true_delta) / scale, kind="stable")[:n_de]
+    moved = np.std(pred_delta) > 0 and np.std(true_delta) > 0
+    return {"r2_all": _r2(true, pred), "r2_de20": _r2(true[de], pred[de]),
+            "pearson_delta": float(np.corrcoef(true_delta, pred_delta)[0, 1]) if moved else float("nan"),
+            "precision_up": _precision(true_delta, pred_delta, k, +1),
+            "precision_down": _precision(true_delta, pred_delta, k, -1)}
+
+
+def score_predictions(truth: np.ndarray, predictions: np.ndarray, conditions: pd.DataFrame, control_mean: np.ndarray,
+                      control_sd: np.ndarray, **kwargs) -> pd.DataFrame:
+    """One row per held-out condition (the columns of ``conditions``, e.g. drug and dose, plus every metric)."""
+    if truth.shape != predictions.shape or len(truth) != len(conditions):
+        raise ValueError(f"truth {truth.shape}, predictions {predictions.shape} and {len(conditions)} conditions "
+                         "must agree")
+    rows = [condition_scores(t, p, control_mean, control_sd, **kwargs) for t, p in zip(truth, predictions)]
+    return pd.concat([conditions.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+
+
+def summarise(scores: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean ± SD over seeds of the per-seed means: ``scores`` has the ``by`` columns, ``seed`` and the metrics;
+    returns one row per ``by`` group with ``<metric>_mean``, ``<metric>_sd`` and ``n_seeds``."""
+    missing = sorted(set(by + ["seed", *METRICS]) - set(scores.columns))
+    if missing:
+        raise ValueError(f"scores lack columns {missing}")
+    per_seed = scores.groupby(by + ["seed"], sort=False)[list(METRICS)].mean()
+    grouped = per_seed.groupby(level=list(range(len(by))), sort=False)
+    out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).fillna(0.0).add_suffix("_sd"))
+    out["n_seeds"] = grouped.size()
+    return out.reset_index()
+
+
+def winners(summary: pd.DataFrame, by: str, *, within: list[str]) -> pd.DataFrame:
+    """The best ``by`` (e.g. method) per metric within each ``within`` group (e.g. split); higher is better for
+    every metric here. A NaN score never wins."""
+    rows = []
+    for keys, group in summary.groupby(within, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        for metric in METRICS:
+            column = group[f"{metric}_mean"]
+            if column.notna().any():
+                best = group.loc[column.idxmax()]
+                rows.append({**dict(zip(within, keys)), "metric": metric, "winner": best[by],
+                             "mean": best[f"{metric}_mean"], "sd": best[f"{metric}_sd"]})
+    return pd.DataFrame(rows)
+
+
+def paired_differences(scores: pd.DataFrame, reference: str, others, *, by=("split", "method"),
+                       metrics=("r2_de20", "pearson_delta")) -> pd.DataFrame:
+    """Variant ``reference`` against each of ``others`` on the same seeds: per ``by`` group, comparison and metric,
+    the mean and SD over seeds of the per-seed difference (reference − other) of the per-condition means, and in how
+    many seeds the reference is ahead. Pairing by seed removes the seed-to-seed noise both share."""
+    by, others = list(by), list(others)
+    missing = sorted(set(by + ["variant", "seed", *metrics]) - set(scores.columns))
+    if missing:
+        raise ValueError(f"scores lack columns {missing}")
+    per_seed = scores[scores["variant"].isin([reference, *others])].groupby(by + ["variant", "seed"])[
+        list(metrics)].mean()
+    reference_scores = per_seed.xs(reference, level="variant")
+    rows = []
+    for other in others:
+        diff = (reference_scores - per_seed.xs(other, level="variant")).dropna(how="all")
+        for keys, group in diff.groupby(level=list(range(len(by))), sort=False):
+            keys = keys if isinstance(keys, tuple) else (keys,)
+            for metric in metrics:
+                values = group[metric].dropna()
+                rows.append({**dict(zip(by, keys)), "comparison": f"{reference} − {other}", "metric": metric,
+                             "mean": values.mean(), "sd": values.std(ddof=1) if len(values) > 1 else 0.0,
+                             "seeds_ahead": int((values > 0).sum()), "n_seeds": len(values)})
+    return pd.DataFrame(rows)
