@@ -26,6 +26,7 @@
 - :mod:`~gc_lib.tasks.deepce`       a DeepCE-style model: gene features attend to drug features (learned, or
   fingerprints of SMILES from :mod:`~gc_lib.tasks.drug_features`), with dose and cell line
 - :mod:`~gc_lib.tasks.gene_vectors` fixed gene vectors per source (GeneCompass, each prior, random, none)
+- :mod:`~gc_lib.tasks.seed_summary` mean ± SD over seeds, winners per metric, paired differences between variants
 - :mod:`~gc_lib.tasks.dose_splits`  conditions, held-out dose and drug splits, the drug-response baselines;
   :mod:`~gc_lib.tasks.dose_metrics` (R², top-20 DE, Pearson of the change, precision@k, summaries over seeds);
   :mod:`~gc_lib.tasks.dose_benchmark` (every method on one split, over seeds, fits side by side)

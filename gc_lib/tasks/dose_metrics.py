@@ -11,8 +11,8 @@ Per held-out condition, with ``true`` and ``pred`` its mean profiles and ``contr
 - ``precision_up`` / ``precision_down``: DeepCE's precision@k (Pham et al. 2021): the share of the k genes predicted
   most up (down) that are among the k most up (down) in truth (NaN for a prediction of no change).
 
-:func:`summarise` averages the per-condition scores within each seed, then gives mean and SD over seeds: the SD is
-over training seeds (a deterministic baseline has SD 0), not over conditions.
+:func:`gc_lib.tasks.seed_summary.summarise` then averages the per-condition scores within each seed and gives mean and
+SD over seeds.
 """
 from __future__ import annotations
 
@@ -62,56 +62,3 @@ def score_predictions(truth: np.ndarray, predictions: np.ndarray, conditions: pd
                          "must agree")
     rows = [condition_scores(t, p, control_mean, control_sd, **kwargs) for t, p in zip(truth, predictions)]
     return pd.concat([conditions.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
-
-
-def summarise(scores: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Mean ± SD over seeds of the per-seed means: ``scores`` has the ``by`` columns, ``seed`` and the metrics;
-    returns one row per ``by`` group with ``<metric>_mean``, ``<metric>_sd`` and ``n_seeds``."""
-    missing = sorted(set(by + ["seed", *METRICS]) - set(scores.columns))
-    if missing:
-        raise ValueError(f"scores lack columns {missing}")
-    per_seed = scores.groupby(by + ["seed"], sort=False)[list(METRICS)].mean()
-    grouped = per_seed.groupby(level=list(range(len(by))), sort=False)
-    out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).fillna(0.0).add_suffix("_sd"))
-    out["n_seeds"] = grouped.size()
-    return out.reset_index()
-
-
-def winners(summary: pd.DataFrame, by: str, *, within: list[str]) -> pd.DataFrame:
-    """The best ``by`` (e.g. method) per metric within each ``within`` group (e.g. split); higher is better for
-    every metric here. A NaN score never wins."""
-    rows = []
-    for keys, group in summary.groupby(within, sort=False):
-        keys = keys if isinstance(keys, tuple) else (keys,)
-        for metric in METRICS:
-            column = group[f"{metric}_mean"]
-            if column.notna().any():
-                best = group.loc[column.idxmax()]
-                rows.append({**dict(zip(within, keys)), "metric": metric, "winner": best[by],
-                             "mean": best[f"{metric}_mean"], "sd": best[f"{metric}_sd"]})
-    return pd.DataFrame(rows)
-
-
-def paired_differences(scores: pd.DataFrame, reference: str, others, *, by=("split", "method"),
-                       metrics=("r2_de20", "pearson_delta")) -> pd.DataFrame:
-    """Variant ``reference`` against each of ``others`` on the same seeds: per ``by`` group, comparison and metric,
-    the mean and SD over seeds of the per-seed difference (reference − other) of the per-condition means, and in how
-    many seeds the reference is ahead. Pairing by seed removes the seed-to-seed noise both share."""
-    by, others = list(by), list(others)
-    missing = sorted(set(by + ["variant", "seed", *metrics]) - set(scores.columns))
-    if missing:
-        raise ValueError(f"scores lack columns {missing}")
-    per_seed = scores[scores["variant"].isin([reference, *others])].groupby(by + ["variant", "seed"])[
-        list(metrics)].mean()
-    reference_scores = per_seed.xs(reference, level="variant")
-    rows = []
-    for other in others:
-        diff = (reference_scores - per_seed.xs(other, level="variant")).dropna(how="all")
-        for keys, group in diff.groupby(level=list(range(len(by))), sort=False):
-            keys = keys if isinstance(keys, tuple) else (keys,)
-            for metric in metrics:
-                values = group[metric].dropna()
-                rows.append({**dict(zip(by, keys)), "comparison": f"{reference} − {other}", "metric": metric,
-                             "mean": values.mean(), "sd": values.std(ddof=1) if len(values) > 1 else 0.0,
-                             "seeds_ahead": int((values > 0).sum()), "n_seeds": len(values)})
-    return pd.DataFrame(rows)

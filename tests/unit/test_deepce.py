@@ -8,8 +8,9 @@ from synthetic import N_GENES, synthetic_plate
 
 from gc_lib.tasks.deepce import DeepCEConfig, DeepCEModel, fit_deepce, predict_deepce
 from gc_lib.tasks.dose_benchmark import DoseBenchmark, run_split, run_unseen_drugs
-from gc_lib.tasks.dose_metrics import paired_differences, summarise
+from gc_lib.tasks.dose_metrics import METRICS
 from gc_lib.tasks.dose_response import DoseModelConfig
+from gc_lib.tasks.seed_summary import paired_differences, summarise
 
 FIT = {"drug_key": "pert_iname", "dose_key": "pert_dose", "control_value": "DMSO"}
 CONFIG = DeepCEConfig(epochs=60)
@@ -115,10 +116,10 @@ def test_benchmark_scores_every_method_on_the_same_conditions(plate):
     assert len(inline) == 4 * (5 + 2 * 2 * 2)
     pooled = run_split(adata, bench, "highest", workers=2)                    # side by side: the same scores
     pd.testing.assert_frame_equal(inline.drop(columns="seconds"), pooled.drop(columns="seconds"), atol=1e-4)
-    summary = summarise(inline, ["method", "variant"])
+    summary = summarise(inline, ["method", "variant"], METRICS)
     assert (summary.loc[summary["variant"] == "-", "n_seeds"] == 1).all()
     assert (summary.loc[summary["variant"] != "-", "n_seeds"] == 2).all()
-    paired = paired_differences(inline, "random", ["none"])
+    paired = paired_differences(inline, "random", ["none"], metrics=("r2_de20", "pearson_delta"))
     assert len(paired) == 2 * 2 and (paired["n_seeds"] == 2).all()
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gc_lib.tasks.dose_metrics import condition_scores, score_predictions, summarise, winners
+from gc_lib.tasks.dose_metrics import METRICS, condition_scores, score_predictions
 from gc_lib.tasks.dose_splits import (
     BASELINES,
     condition_means,
@@ -13,6 +13,7 @@ from gc_lib.tasks.dose_splits import (
     held_out_drugs,
     predict_baseline,
 )
+from gc_lib.tasks.seed_summary import paired_differences, summarise, winners
 
 KEYS = {"drug_key": "drug", "dose_key": "dose", "control_value": "DMSO"}
 DOSES = [0.1, 1.0, 10.0]
@@ -130,12 +131,22 @@ def test_summaries_average_within_seed_then_over_seeds_and_name_winners():
     frames.append(score_predictions(truth, np.zeros_like(truth) + 0.01, conditions, control, sd)
                   .assign(method="flat", seed=0))
     scores = pd.concat(frames, ignore_index=True)
-    summary = summarise(scores, ["method"])
+    summary = summarise(scores, ["method"], METRICS)
     m = summary.set_index("method").loc["m"]
     per_seed = scores[scores["method"] == "m"].groupby("seed")["r2_all"].mean()
     assert m["r2_all_mean"] == pytest.approx(per_seed.mean()) and m["r2_all_sd"] == pytest.approx(per_seed.std())
     assert m["n_seeds"] == 2 and summary.set_index("method").loc["flat", "r2_all_sd"] == 0
-    best = winners(summary.assign(split="x"), "method", within=["split"]).set_index("metric")
+    best = winners(summary.assign(split="x"), "method", within=["split"], metrics=METRICS).set_index("metric")
     assert best.loc["r2_all", "winner"] == "m"
     with pytest.raises(ValueError, match="lack columns"):
-        summarise(scores.drop(columns="seed"), ["method"])
+        summarise(scores.drop(columns="seed"), ["method"], METRICS)
+
+
+def test_lower_is_better_metrics_win_low_and_count_as_ahead_when_lower():
+    summary = pd.DataFrame({"split": "x", "method": ["a", "b"], "mse_mean": [1.0, 2.0], "mse_sd": 0.0})
+    assert winners(summary, "method", within=["split"], metrics=["mse"], lower_is_better=["mse"])["winner"][0] == "a"
+    assert winners(summary, "method", within=["split"], metrics=["mse"])["winner"][0] == "b"
+    scores = pd.DataFrame({"split": "x", "method": "m", "variant": ["ref", "other"] * 2, "seed": [0, 0, 1, 1],
+                           "mse": [1.0, 2.0, 3.0, 2.5]})
+    paired = paired_differences(scores, "ref", ["other"], metrics=["mse"], lower_is_better=["mse"])
+    assert paired.loc[0, "seeds_ahead"] == 1 and paired.loc[0, "mean"] == pytest.approx(-0.25)
