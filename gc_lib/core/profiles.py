@@ -69,6 +69,15 @@ NOTEBOOK_SIZES: dict[str, dict[str, dict]] = {
         "full": {"n_cells": 5_000, "max_genes": 2047, "min_cells": 50, "max_targets": 5_000, "grnboost_trees": 5_000,
                  "deletion_tfs": 200, "deletion_min_cells": 20, "deletion_null": 50},
     },
+    "07_gene_perturbation": {  # the simulated network's genes, its single and double knock-outs, cells per
+        # condition and control cells; GEARS simulation-split seeds; GEARS's epochs and width; the linear model's k
+        "ci": {"sim_genes": 100, "sim_singles": 10, "sim_doubles": 12, "sim_cells": 40, "sim_control": 200,
+               "split_seeds": [1, 2, 3], "gears_epochs": 1, "gears_hidden": 16, "linear_k": 10},
+        "local": {"sim_genes": 200, "sim_singles": 30, "sim_doubles": 30, "sim_cells": 60, "sim_control": 300,
+                  "split_seeds": [1, 2, 3], "gears_epochs": 5, "gears_hidden": 64, "linear_k": 10},
+        "full": {"sim_genes": 300, "sim_singles": 40, "sim_doubles": 40, "sim_cells": 100, "sim_control": 500,
+                 "split_seeds": [1, 2, 3, 4, 5], "gears_epochs": 20, "gears_hidden": 64, "linear_k": 10},
+    },
     "08_drug_response": {  # training seeds of every model, epochs of the CPA-style and the DeepCE-style model. The
         # local epochs were chosen on a validation part, never on a reported split: the plate without its highest
         # doses, holding out each compound's next-highest dose (3.33 µM), 2 seeds, 30/60/100/150 epochs: R² on the

@@ -12,6 +12,9 @@
 - :mod:`~gc_lib.inputs.lincs`       LINCS Level-5 signatures (GCTX) with doses and SMILES
 - :mod:`~gc_lib.inputs.sciplex`     CPA's sci-Plex3 h5ad as a dose-contract AnnData
 - :mod:`~gc_lib.inputs.dose_data`   one entry point to the drug-response data of notebook 08
+- :mod:`~gc_lib.inputs.gears_data`  Perturb-seq in GEARS's format (Norman, Adamson, Replogle), genes as Ensembl IDs
+- :mod:`~gc_lib.inputs.perturb_sim` simulated Perturb-seq (SERGIO knock-outs on held-out OmniPath edges; the
+  sergio_rs calls in :mod:`~gc_lib.inputs.sergio_knockout`)
 
 Imports: :mod:`gc_lib.core` only.
 """

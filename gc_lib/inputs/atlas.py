@@ -85,8 +85,9 @@ def fetch_url(url: str, *, sha256: str | None = None, cache_dir: str | os.PathLi
     return dest
 
 
-def _resolve(source, sha256: str | None, cache_dir) -> tuple[Path, dict[str, Any]]:
-    """Local path of ``source`` (downloading URLs) and the provenance to record in ``uns`` (the sha256 if verified)."""
+def resolve_h5ad(source, sha256: str | None = None, cache_dir=None) -> tuple[Path, dict[str, Any]]:
+    """Local path of ``source`` (a path, or an http/https/file URL downloaded once into ``cache_dir``), checked against
+    ``sha256`` when one is given, and the provenance to record in ``uns`` (the sha256 if verified)."""
     if _is_url(source):
         path = fetch_url(source, sha256=sha256, cache_dir=cache_dir)
         info: dict[str, Any] = {"source": source, "path": str(path)}
@@ -164,7 +165,7 @@ def read_h5ad(source: str | os.PathLike, *, species: str, sha256: str | None = N
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` when the data cannot meet the contract.
     """
     check_species(species)
-    path, info = _resolve(source, sha256, cache_dir)
+    path, info = resolve_h5ad(source, sha256, cache_dir)
     dataset = dataset if dataset is not None else path.name.removesuffix(".h5ad")
     if backed:
         chunks = list(_iter_lazy(path, info, species=species, chunk_size=_BLOCK_ROWS, counts_layer=counts_layer,
@@ -196,7 +197,7 @@ def iter_h5ad_chunks(path: str | os.PathLike, *, species: str, chunk_size: int =
     :func:`read_h5ad` of the same file.
     """
     check_species(species)
-    path, info = _resolve(path, sha256, cache_dir)
+    path, info = resolve_h5ad(path, sha256, cache_dir)
     dataset = dataset if dataset is not None else path.name.removesuffix(".h5ad")
     yield from _iter_lazy(path, info, species=species, chunk_size=chunk_size, counts_layer=counts_layer,
                           symbol_column=symbol_column, gene_id_column=gene_id_column, dataset=dataset)

@@ -22,9 +22,7 @@ log1p(counts / cell total × 10⁴), else the file's ``X`` as it is; ``uns["gc_l
 """
 from __future__ import annotations
 
-import urllib.parse
 import warnings
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -32,9 +30,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .atlas import fetch_url
+from .atlas import resolve_h5ad
 from .conversion import GenePlan, looks_like_counts, plan_genes
-from .fetch import FetchError, sha256_file
 
 #: ``obs["drug"]`` of vehicle cells, and the ``condition`` value that marks them in CPA's file.
 CONTROL = "control"
@@ -45,19 +42,6 @@ TARGET_SUM = 1e4
 VALUE_KIND_FROM_COUNTS = "log1p(counts / cell total × 1e4), computed from the raw counts in layers['counts']"
 VALUE_KIND_AS_GIVEN = "the file's X as given (no raw counts found; chemCPA's files hold log1p-normalised values)"
 _DOSE_CONTRACT_COLUMNS = ("drug", "dose", "cell_line")
-
-
-def _local_path(source, sha256: str | None, cache_dir) -> Path:
-    """The file to read: a URL downloaded once (:func:`gc_lib.inputs.atlas.fetch_url`), or a local path checked
-    against ``sha256`` when one is given."""
-    if isinstance(source, str) and urllib.parse.urlsplit(source).scheme in ("http", "https", "file"):
-        return fetch_url(source, sha256=sha256, cache_dir=cache_dir)
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no such .h5ad file: {path}")
-    if sha256 is not None and (actual := sha256_file(path)) != sha256.lower():
-        raise FetchError(f"{path}: sha256 {actual}, expected {sha256.lower()}")
-    return path
 
 
 def _require_columns(obs: pd.DataFrame, needed: list[str], source: str) -> None:
@@ -166,7 +150,7 @@ def load_sciplex3(path, *, sha256: str | None = None, cache_dir=None, drug_colum
     ``gene_mapping`` (``genes``, ``mapped``, ``dropped``, sources, the symbol tiers). Raises ``ValueError`` naming
     the column or value at fault: a missing obs column, no control cells, a negative or missing dose.
     """
-    file = _local_path(path, sha256, cache_dir)
+    file, _ = resolve_h5ad(path, sha256, cache_dir)
     source = str(path)
     adata = ad.read_h5ad(file)
     _require_columns(adata.obs, [drug_column, dose_column, cell_line_column], source)

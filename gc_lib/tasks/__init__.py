@@ -27,8 +27,14 @@
   fingerprints of SMILES from :mod:`~gc_lib.tasks.drug_features`), with dose and cell line
 - :mod:`~gc_lib.tasks.gene_vectors` fixed gene vectors per source (GeneCompass, each prior, random, none)
 - :mod:`~gc_lib.tasks.seed_summary` mean ± SD over seeds, winners per metric, paired differences between variants
+- :mod:`~gc_lib.tasks.perturbseq_data` GEARS-format conditions, pseudobulk means, GEARS's simulation split;
+  :mod:`~gc_lib.tasks.perturbseq_linear` (no change, training mean, additive, the linear model Y ≈ G K Pᵀ + b),
+  :mod:`~gc_lib.tasks.perturbseq_metrics` (Pearson of the change, top-20 DE, MSE, L2),
+  :mod:`~gc_lib.tasks.perturbseq_benchmark` (every method on one split, notebook 07)
+- :mod:`~gc_lib.tasks.gears_adapter` GEARS run offline on our inputs (published / embeddings as initial weights /
+  embedding similarity graph); :mod:`~gc_lib.tasks.gears_inputs` (GO graph from org.Hs.eg.db, GEARS's files)
 - :mod:`~gc_lib.tasks.dose_splits`  conditions, held-out dose and drug splits, the drug-response baselines;
-  :mod:`~gc_lib.tasks.dose_metrics` (R², top-20 DE, Pearson of the change, precision@k, summaries over seeds);
+  :mod:`~gc_lib.tasks.dose_metrics` (R², top-20 DE, Pearson of the change, precision@k);
   :mod:`~gc_lib.tasks.dose_benchmark` (every method on one split, over seeds, fits side by side)
 - internal: ``_classifier`` (classifier heads and their checkpoint files), ``_finetune_loop`` (the training loop),
   ``_perturb_loop`` (the per-cell perturbation loop in the published style: the engine's reference and benchmark)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 from test_gct import MIRROR_PLATE
-from test_lincs import needs_annotation, write_gctx, write_tables
-from test_sciplex import needs_genes, write_sciplex
+from test_lincs import write_gctx, write_tables
+from test_sciplex import write_sciplex
 
 from gc_lib.inputs.dose_data import CONTRACT_KEYS, load_dose_data
 
@@ -17,14 +17,14 @@ def test_unknown_kind_and_missing_files_are_named():
 
 
 @pytest.mark.skipif(not MIRROR_PLATE.exists(), reason=f"no offline mirror copy at {MIRROR_PLATE}")
-def test_the_plate_with_its_keys():
+def test_the_plate_with_its_keys(monkeypatch):
+    monkeypatch.setenv("GC_LIB_MIRROR", str(MIRROR_PLATE.parents[1]))     # the mirror's copy, never the web
     adata, keys, name = load_dose_data("l1000_plate")
     assert adata.shape == (377, 978) and "real data" in name
     assert (adata.obs[keys["drug_key"]] == keys["control_value"]).sum() == 26
     assert adata.obs.loc[adata.obs[keys["drug_key"]] != "DMSO", keys["dose_key"]].between(0.04, 10).all()
 
 
-@needs_genes
 def test_sciplex3_one_cell_line_dense(tmp_path):
     path, _, lognorm = write_sciplex(tmp_path / "sciplex3.h5ad")
     adata, keys, name = load_dose_data("sciplex3", {"path": path})
@@ -36,7 +36,6 @@ def test_sciplex3_one_cell_line_dense(tmp_path):
         load_dose_data("sciplex3", {"path": path, "cell_line": "HeLa"})
 
 
-@needs_annotation
 def test_lincs_level5_keeps_controls_and_drops_treated_without_dose(tmp_path):
     gctx = write_gctx(tmp_path / "level5.gctx")
     sig_info, compounds, genes = write_tables(tmp_path)

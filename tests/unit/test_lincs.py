@@ -29,16 +29,6 @@ SIGNATURES = [  # sig_id, pert_id, pert_iname, pert_type, cell_id, pert_dose, un
 IN_GCTX = [s[0] for s in SIGNATURES[:6]]  # the last signature of sig_info has no column in the GCTX
 
 
-def _have_annotation() -> bool:
-    from gc_lib.inputs.sources import SOURCES
-
-    return all(SOURCES[s].local_path.exists() for s in ("org_hs_eg_db", "hgnc_genes"))
-
-
-needs_annotation = pytest.mark.skipif(not _have_annotation(), reason="org.Hs.eg.db / HGNC table not in data/raw "
-                                      "(fetch them with gc_lib.inputs.sources.fetch)")
-
-
 def matrix() -> np.ndarray:
     """Signatures × genes (as stored: one HDF5 row per signature), every value distinct."""
     return (np.arange(len(IN_GCTX) * len(ROW_IDS), dtype=np.float32).reshape(len(IN_GCTX), len(ROW_IDS)) / 10 - 2)
@@ -141,7 +131,6 @@ def test_parse_missing_and_bad_values():
 
 # --- Level 5 ------------------------------------------------------------------------------------------------------
 
-@needs_annotation
 def test_level5_compounds_landmarks_and_dose_contract(release, tmp_path):
     adata = load_lincs_level5(*release)
     assert list(adata.obs_names) == IN_GCTX[:4] and adata.shape == (4, 5)  # trt_cp in the GCTX × 5 landmarks
@@ -166,7 +155,6 @@ def test_level5_compounds_landmarks_and_dose_contract(release, tmp_path):
     adata.write_h5ad(tmp_path / "out.h5ad")  # the result is writable
 
 
-@needs_annotation
 def test_level5_controls_cell_lines_all_genes_and_sampling(release):
     with_controls = load_lincs_level5(*release, pert_type=["trt_cp", "ctl_vehicle"], cell_lines=["A375"])
     control = with_controls.obs.loc["CPC001_A375_24H:DMSO:-666"]
@@ -182,7 +170,6 @@ def test_level5_controls_cell_lines_all_genes_and_sampling(release):
     np.testing.assert_array_equal(sample.X, full[sample.obs_names].X)
 
 
-@needs_annotation
 def test_level5_gse70138_text_doses_and_smiles_column(tmp_path):
     rows = [r[:7] + (idose,) + r[8:] for r, idose in zip(SIGNATURES, ["10.0 um", "370 nM", "1.11 uM", "3.33 um",
                                                                        "0.1 %", "-666", "1 um"])]

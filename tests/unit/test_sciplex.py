@@ -21,16 +21,6 @@ ENSEMBL = {"TP53": "ENSG00000141510", "GAPDH": "ENSG00000111640", "ACTB": "ENSG0
 CONDITIONS = [("control", 0.0), ("Dasatinib", 10.0), ("Dasatinib", 10_000.0), ("Vorinostat", 1_000.0)]
 
 
-def _have_gene_table() -> bool:
-    from gc_lib.inputs.sources import SOURCES
-
-    return SOURCES["hgnc_genes"].local_path.exists()
-
-
-needs_genes = pytest.mark.skipif(not _have_gene_table(), reason="HGNC table not in data/raw (fetch it with "
-                                 "gc_lib.inputs.sources.fetch('hgnc_genes'))")
-
-
 def cpa_obs() -> pd.DataFrame:
     rows = []
     for cell_type in ("A549", "K562", "MCF7"):
@@ -74,7 +64,6 @@ def expected_counts(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-@needs_genes
 @pytest.mark.parametrize("counts_in", ["layer", "X"])
 def test_counts_found_mapped_and_log_normalised(tmp_path, counts_in):
     path, counts, _ = write_sciplex(tmp_path / "sciplex3.h5ad", counts_in=counts_in)
@@ -94,7 +83,6 @@ def test_counts_found_mapped_and_log_normalised(tmp_path, counts_in):
     adata.write_h5ad(tmp_path / "out.h5ad")  # the result is writable
 
 
-@needs_genes
 def test_dose_contract_obs(tmp_path):
     path, _, _ = write_sciplex(tmp_path / "sciplex3.h5ad")
     obs = load_sciplex3(path).obs
@@ -111,7 +99,6 @@ def test_dose_contract_obs(tmp_path):
     assert {"dose_val", "drug_dose_name", "split", "dose_in_file"} <= set(obs.columns)  # original columns kept
 
 
-@needs_genes
 def test_dose_in_nm_with_another_factor(tmp_path):
     path, _, _ = write_sciplex(tmp_path / "sciplex3.h5ad")
     by_dose_val = load_sciplex3(path).obs["dose"]
@@ -120,7 +107,6 @@ def test_dose_in_nm_with_another_factor(tmp_path):
     assert by_nm.uns["gc_lib"]["dose"] == {"column": "dose", "to_um": 1e-3, "unit": "uM"}
 
 
-@needs_genes
 def test_log_normalised_file_keeps_its_x(tmp_path):
     path, _, lognorm = write_sciplex(tmp_path / "sciplex3.h5ad", counts_in="none")
     adata = load_sciplex3(path)
@@ -129,7 +115,6 @@ def test_log_normalised_file_keeps_its_x(tmp_path):
     np.testing.assert_array_equal(adata.X.toarray(), lognorm[:, :6])  # LCOR's own column: log values are not summed
 
 
-@needs_genes
 def test_ensembl_ids_in_a_var_column_are_used(tmp_path):
     var = pd.DataFrame({"gene_id": ["ENSG00000141510.17", "ENSG00000111640.15", "", "", "", "", "",
                                     "ENSG00000146648.18"]}, index=SYMBOLS)
@@ -140,7 +125,6 @@ def test_ensembl_ids_in_a_var_column_are_used(tmp_path):
     np.testing.assert_array_equal(adata.layers["counts"].toarray(), counts[:, [0, 1, 7]])
 
 
-@needs_genes
 def test_url_and_checksum(tmp_path):
     path, _, _ = write_sciplex(tmp_path / "sciplex3.h5ad")
     digest = sha256_file(path)
@@ -188,7 +172,6 @@ def test_bad_obs_raise_naming_the_problem(tmp_path, edit, message):
         load_sciplex3(path)
 
 
-@needs_genes
 def test_dose_val_above_one_warns(tmp_path):
     obs = cpa_obs()
     obs["dose_val"] = obs["dose"]  # nM in dose_val: not CPA's normalised dose
