@@ -52,3 +52,11 @@ def synthetic_plate(seed: int = 0, reps: int = 4, noise: float = 0.3):
         obs.append(("DMSO", np.nan))
     obs = pd.DataFrame(obs, columns=["pert_iname", "pert_dose"], index=[f"w{i}" for i in range(len(obs))])
     return ad.AnnData(np.asarray(rows, dtype=np.float32), obs=obs), signs
+
+
+def held_out_dose(adata: ad.AnnData, dose: float):
+    """The synthetic plate without ``dose``, the held-out truth (each drug's mean at that dose) and the DMSO mean."""
+    held = (adata.obs["pert_dose"] == dose).to_numpy()
+    names = adata.obs["pert_iname"].to_numpy()
+    truth = np.array([adata.X[held & (names == f"drug{i}")].mean(0) for i in range(4)])
+    return adata[~held].copy(), truth, adata.X[names == "DMSO"].mean(0)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from synthetic import N_GENES, synthetic_plate
+from synthetic import N_GENES, held_out_dose, synthetic_plate
 
 from gc_lib.tasks.deepce import DeepCEConfig, DeepCEModel, fit_deepce, predict_deepce
 from gc_lib.tasks.dose_benchmark import DoseBenchmark, run_split, run_unseen_drugs
@@ -24,10 +24,7 @@ SMILES = {"drug0": "CCCCc1ccc(cc1)C(=O)O", "drug1": "Cn1cnc2c1c(=O)n(C)c(=O)n2C"
 @pytest.fixture(scope="module")
 def plate():
     adata, signs = synthetic_plate()
-    held = (adata.obs["pert_dose"] == HELD_OUT).to_numpy()
-    names = adata.obs["pert_iname"].to_numpy()
-    truth = np.array([adata.X[held & (names == f"drug{i}")].mean(0) for i in range(4)])
-    return adata, adata[~held].copy(), truth, adata.X[names == "DMSO"].mean(0), signs
+    return (adata, *held_out_dose(adata, HELD_OUT), signs)
 
 
 def test_held_out_dose_beats_the_dmso_mean_and_moves_the_right_genes(plate):

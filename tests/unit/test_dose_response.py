@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy import stats
-from synthetic import DOSES, N_GENES, synthetic_plate
+from synthetic import DOSES, N_GENES, held_out_dose, synthetic_plate
 
 from gc_lib.core import paths
 from gc_lib.tasks.dose_likelihoods import log_normalise, nb_nll
@@ -34,11 +34,7 @@ FIT = {"drug_key": "pert_iname", "dose_key": "pert_dose", "control_value": "DMSO
 def plate():
     """The plate without the held-out dose, the held-out truth (drug means), the DMSO mean and the signs."""
     adata, signs = synthetic_plate()
-    held = (adata.obs["pert_dose"] == HELD_OUT).to_numpy()
-    names = adata.obs["pert_iname"].to_numpy()
-    truth = np.array([adata.X[held & (names == f"drug{i}")].mean(0) for i in range(4)])
-    dmso = adata.X[names == "DMSO"].mean(0)
-    return adata[~held].copy(), truth, dmso, signs
+    return (*held_out_dose(adata, HELD_OUT), signs)
 
 
 @pytest.fixture(scope="module")
