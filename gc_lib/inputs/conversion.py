@@ -234,7 +234,7 @@ def _constant(value: str, n: int) -> pd.Categorical:
     return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
 
 
-def _gene_columns(plan: GenePlan, matrix) -> sp.csr_matrix:
+def gene_columns(plan: GenePlan, matrix) -> sp.csr_matrix:
     """The count matrix's columns as the plan's genes: CSR float32, dropped columns out, duplicates summed."""
     X = sp.csr_matrix(matrix, dtype=np.float32)
     if plan.columns is not None:
@@ -246,10 +246,22 @@ def _gene_columns(plan: GenePlan, matrix) -> sp.csr_matrix:
     return X
 
 
+def first_column_per_gene(plan: GenePlan) -> np.ndarray:
+    """Positions (in the original matrix) of one column per gene of ``plan.var``, in its order: for a gene that several
+    columns map to, the first of them — what values that do not add (log-normalised expression) keep."""
+    if plan.columns is not None:
+        kept = np.asarray(plan.columns)
+    else:                                     # every column kept: as many as merge has rows, or as there are genes
+        kept = np.arange(len(plan.var) if plan.merge is None else plan.merge.shape[0])
+    if plan.merge is None:
+        return kept
+    return kept[np.unique(plan.merge.indices, return_index=True)[1]]  # one stored entry per row: the gene's code
+
+
 def apply_plan(plan: GenePlan, matrix, obs: pd.DataFrame, *, species: str, dataset: str | None,
            info: dict[str, Any]) -> AnnData | None:
     """Counts rows + their obs → a contract AnnData (checked), or None if every cell is empty."""
-    X = _gene_columns(plan, matrix)
+    X = gene_columns(plan, matrix)
     obs = obs.copy()
     nonempty = np.diff(X.indptr) > 0  # no stored non-zero (negative values are left for the contract to name)
     if not nonempty.all():
@@ -297,7 +309,7 @@ def map_genes(adata: AnnData, *, species: str, gene_id_column: str | None = None
     plan = plan_genes(adata.var, species, gene_id_column, symbol_column)
     obs = adata.obs.copy()
     obs["species"] = _constant(species, len(obs))
-    return AnnData(X=_gene_columns(plan, counts_matrix(adata)), obs=obs, var=plan.var.copy(),
+    return AnnData(X=gene_columns(plan, counts_matrix(adata)), obs=obs, var=plan.var.copy(),
                    uns={"gc_lib": dict(plan.info)})
 
 

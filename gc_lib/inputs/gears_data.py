@@ -25,7 +25,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .atlas import resolve_h5ad
-from .conversion import plan_genes
+from .conversion import first_column_per_gene, plan_genes
 
 VALUE_KIND = "log-normalised expression as GEARS prepares it (normalize_total + log1p)"
 REQUIRED_OBS = ("condition", "cell_type")
@@ -78,9 +78,7 @@ def load_gears_dataset(path, *, sha256: str | None = None, cache_dir=None) -> An
     var = adata.var.copy()
     var["gene_name"] = var["gene_name"].astype(str)
     plan = plan_genes(var, "human", None, "gene_name")
-    kept = np.arange(adata.n_vars) if plan.columns is None else np.asarray(plan.columns)
-    if plan.merge is not None:  # two columns, one Ensembl ID: keep the first (log values do not add)
-        kept = kept[np.unique(plan.merge.indices, return_index=True)[1]]
+    kept = first_column_per_gene(plan)          # two columns, one Ensembl ID: the first (log values do not add)
     X = adata.X[:, kept]
     out_var = plan.var.copy()
     out_var["gene_name"] = var["gene_name"].to_numpy()[kept]

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .atlas import resolve_h5ad
-from .conversion import GenePlan, looks_like_counts, plan_genes
+from .conversion import first_column_per_gene, gene_columns, looks_like_counts, plan_genes
 
 #: ``obs["drug"]`` of vehicle cells, and the ``condition`` value that marks them in CPA's file.
 CONTROL = "control"
@@ -99,19 +99,6 @@ def _find_counts(adata: AnnData):
     return None, None
 
 
-def _gene_columns(plan: GenePlan, matrix, *, sum_duplicates: bool):
-    """The matrix's columns as the plan's genes: dropped genes out; columns mapping to one Ensembl ID summed
-    (counts) or the first kept (log values, which do not add)."""
-    if plan.columns is not None:
-        matrix = matrix[:, plan.columns]
-    if plan.merge is None:
-        return matrix
-    if sum_duplicates:
-        return sp.csr_matrix(sp.csr_matrix(matrix, dtype=np.float32) @ plan.merge)
-    first = np.unique(plan.merge.indices, return_index=True)[1]  # one stored entry per row: the gene's code
-    return matrix[:, first]
-
-
 def log_normalise(counts: sp.csr_matrix, target_sum: float = TARGET_SUM) -> sp.csr_matrix:
     """``log1p(counts / cell total × target_sum)`` as CSR float32 (an empty cell stays all zero)."""
     counts = sp.csr_matrix(counts, dtype=np.float32)
@@ -160,10 +147,10 @@ def load_sciplex3(path, *, sha256: str | None = None, cache_dir=None, drug_colum
     counts_source, counts = _find_counts(adata)
     layers = {}
     if counts is not None:
-        layers["counts"] = _gene_columns(plan, sp.csr_matrix(counts, dtype=np.float32), sum_duplicates=True)
+        layers["counts"] = gene_columns(plan, counts)
         X = log_normalise(layers["counts"])
     else:
-        X = _gene_columns(plan, adata.X, sum_duplicates=False)
+        X = adata.X[:, first_column_per_gene(plan)]  # log values do not add: the first column of a duplicate
     mapping = {"genes": int(adata.n_vars), "mapped": int(len(plan.var)), "dropped": plan.info["dropped_genes"],
                **plan.info}
     uns = {"gc_lib": {"source": source, "value_kind": VALUE_KIND_FROM_COUNTS if counts is not None else

@@ -201,10 +201,14 @@ def _gears_model(gears_class, pert_data, device: str):
         pert_data.adata.X = plain
 
 
-def _perturbable_genes(adata: AnnData, gene2go: dict) -> list[str]:
-    """GEARS's perturbation-graph genes: the measured genes and every perturbed gene of the data, if GO-annotated."""
+def _candidate_genes(adata: AnnData) -> list[str]:
+    """The measured genes and every perturbed gene of the data, each once (measured first)."""
     perturbed = [g for c in adata.obs["condition"].astype(str).unique() for g in condition_genes(c)]
-    candidates = dict.fromkeys(list(adata.var["gene_name"].astype(str)) + perturbed)
+    return list(dict.fromkeys(list(adata.var["gene_name"].astype(str)) + perturbed))
+
+
+def _perturbable_genes(candidates: list[str], gene2go: dict) -> list[str]:
+    """GEARS's perturbation-graph genes: the candidate genes (:func:`_candidate_genes`) that are GO-annotated."""
     return sorted(g for g in candidates if gene2go.get(g))
 
 
@@ -269,11 +273,10 @@ def fit_gears(adata: AnnData, train_conditions: list[str], val_conditions: list[
     train = list(dict.fromkeys([CONTROL, *map(str, train_conditions)]))
     val = list(dict.fromkeys(map(str, val_conditions)))
     _check_inputs(adata, train, val, config, gene_embeddings, embedding_mode)
+    candidates = _candidate_genes(adata)
     if gene2go is None:
-        measured = adata.var["gene_name"].astype(str).tolist()
-        perturbed = [g for c in adata.obs["condition"].astype(str).unique() for g in condition_genes(c)]
-        gene2go = go_terms_by_symbol(measured + perturbed)
-    perturbable = _perturbable_genes(adata, gene2go)
+        gene2go = go_terms_by_symbol(candidates)
+    perturbable = _perturbable_genes(candidates, gene2go)
     _check_perturbable(train + val, perturbable)
     work_dir = Path(work_dir)
     shutil.rmtree(work_dir / GEARS_DATASET, ignore_errors=True)  # GEARS reuses a cached co-expression graph there

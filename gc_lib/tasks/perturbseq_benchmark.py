@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .perturbseq_data import ConditionMeans, Split
+from .perturbseq_data import ConditionMeans, Split, condition_rows
 from .perturbseq_linear import BASELINES, fit_linear, predict_baseline, predict_linear
 from .perturbseq_metrics import score_perturbations
 
@@ -89,8 +89,7 @@ def run_split(adata: AnnData, means: ConditionMeans, split: Split, bench: Pertur
     (the scale of ``means``) and ``var["gene_name"]``; ``work_dir``: GEARS's run folders (needed when it runs)."""
     symbols = adata.var["gene_name"].astype(str).tolist()
     test = list(split.test)
-    index = {c: i for i, c in enumerate(means.conditions)}
-    truth = means.means[[index[c] for c in test]]
+    truth = condition_rows(means, test)
     runs = [(name, "-", *_timed(lambda name=name: predict_baseline(name, means, split.train, test)))
             for name in BASELINES]
     runs += _linear_runs(means, split, bench, symbols)

@@ -59,6 +59,15 @@ def condition_means(adata: AnnData, *, condition_key: str = "condition") -> Cond
                           list(map(str, adata.var_names)))
 
 
+def condition_rows(means: ConditionMeans, conditions) -> np.ndarray:
+    """The mean profiles (conditions × genes) of ``conditions``, in their order; an error naming unknown ones."""
+    index = {c: i for i, c in enumerate(means.conditions)}
+    missing = [c for c in conditions if c not in index]
+    if missing:
+        raise ValueError(f"conditions not in the data: {missing[:5]}")
+    return means.means[[index[c] for c in conditions]]
+
+
 @dataclass(frozen=True)
 class Split:
     """Condition lists of one split; ``kind`` maps each test (and validation) condition to its kind (:data:`KINDS`)."""

@@ -25,23 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..inputs.gears_data import condition_genes
-from .perturbseq_data import ConditionMeans
+from .perturbseq_data import ConditionMeans, condition_rows
 
 BASELINES = ("no_change", "training_mean", "additive")
-
-
-def _rows(means: ConditionMeans, conditions) -> np.ndarray:
-    index = {c: i for i, c in enumerate(means.conditions)}
-    missing = [c for c in conditions if c not in index]
-    if missing:
-        raise ValueError(f"conditions not in the data: {missing[:5]}")
-    return means.means[[index[c] for c in conditions]]
 
 
 def _single_shifts(means: ConditionMeans, train) -> dict[str, np.ndarray]:
     """Gene → the change from control of its single perturbation, for the singles among ``train``."""
     singles = [c for c in train if len(condition_genes(c)) == 1]
-    return {condition_genes(c)[0]: row - means.control_mean for c, row in zip(singles, _rows(means, singles))}
+    return {condition_genes(c)[0]: row - means.control_mean for c, row in zip(singles, condition_rows(means, singles))}
 
 
 def predict_baseline(name: str, means: ConditionMeans, train, targets) -> np.ndarray:
@@ -54,7 +46,7 @@ def predict_baseline(name: str, means: ConditionMeans, train, targets) -> np.nda
     if name == "no_change":
         return np.tile(means.control_mean, (len(targets), 1))
     if name == "training_mean":
-        return np.tile(_rows(means, train).mean(0), (len(targets), 1))
+        return np.tile(condition_rows(means, train).mean(0), (len(targets), 1))
     shifts = _single_shifts(means, train)
     zero = np.zeros_like(means.control_mean)
     return np.stack([means.control_mean + sum((shifts.get(g, zero) for g in condition_genes(c)), zero)
@@ -95,7 +87,7 @@ def fit_linear(means: ConditionMeans, train, *, symbols, gene_matrix: np.ndarray
     symbols = [str(s) for s in symbols]
     if len(symbols) != len(means.control_mean):
         raise ValueError(f"{len(symbols)} symbols for {len(means.control_mean)} genes")
-    Y = (_rows(means, train) - means.control_mean).T                      # genes × conditions
+    Y = (condition_rows(means, train) - means.control_mean).T                      # genes × conditions
     offset = Y.mean(1)
     centred = Y - offset[:, None]
     if gene_matrix is None:
