@@ -30,7 +30,7 @@ NOTEBOOK_SIZES: dict[str, dict[str, dict]] = {
     "03_pretraining": {  # model preset (+ overrides), steps of the main run and of each ablation, batch, genes
         "ci": {"preset": "tiny", "model_overrides": {"d_model": 64, "d_ff": 256}, "steps": 40, "ablation_steps": 40,
                "batch_size": 8, "max_genes": 128, "learning_rate": 2e-3, "umap_cells": 300},
-        "local": {"preset": "tiny", "model_overrides": {}, "steps": 1_000, "ablation_steps": 300,
+        "local": {"preset": "tiny", "model_overrides": {}, "steps": 1_000, "ablation_steps": 150,
                   "batch_size": 16, "max_genes": 512, "learning_rate": 1e-3, "umap_cells": None},
         "full": {"preset": "base", "model_overrides": {}, "steps": 100_000, "ablation_steps": 5_000,
                  "batch_size": 32, "max_genes": 2047, "learning_rate": 1e-4, "umap_cells": None},
@@ -51,10 +51,11 @@ NOTEBOOK_SIZES: dict[str, dict[str, dict]] = {
                                  {"n_layers": 6, "d_model": 512, "n_heads": 8, "d_ff": 2048},
                                  {"n_layers": 12, "d_model": 768, "n_heads": 12, "d_ff": 3072}]},
     },
-    "05_cell_type_annotation": {  # fine-tuning length and input; Baron cells, seeds, epochs, genes; Census tissue
+    "05_cell_type_annotation": {  # fine-tuning length and input; Baron cells, seeds, epochs, genes; Census tissue.
+        # local runs 3 Baron seeds (24 fits), not 5, to keep the main job within two hours on 2 cores
         "ci": {"epochs": 3, "max_genes": 64, "batch_size": 16, "baron_max_cells": 300, "baron_seeds": 2,
                "baron_epochs": 2, "baron_max_genes": 64, "cross_species_tissue": None},
-        "local": {"epochs": 8, "max_genes": 256, "batch_size": 16, "baron_max_cells": 600, "baron_seeds": 5,
+        "local": {"epochs": 8, "max_genes": 256, "batch_size": 16, "baron_max_cells": 600, "baron_seeds": 3,
                   "baron_epochs": 4, "baron_max_genes": 128, "cross_species_tissue": None},
         "full": {"epochs": 10, "max_genes": 2047, "batch_size": 32, "baron_max_cells": None, "baron_seeds": 5,
                  "baron_epochs": 10, "baron_max_genes": None, "cross_species_tissue": "lung"},
@@ -90,6 +91,20 @@ NOTEBOOK_SIZES: dict[str, dict[str, dict]] = {
         "ci": {"min_cells": 5, "cells_per_gene": 8, "epochs": 2},
         "local": {"min_cells": 10, "cells_per_gene": 10, "epochs": 3},
         "full": {"min_cells": 10, "cells_per_gene": 200, "epochs": 10},
+    },
+    "10_esc_gonadal_screen": {  # start cells screened per overexpression case and per deletion case (a deletion
+        # applies only to the cells holding the TF in their window, so it needs more of them and costs less),
+        # reference cells per goal / alternative state, the window (top genes per cell; local 256 for CPU time, half
+        # the pretraining length), random matched genes per expression bin for the null, bins, start cells a deleted
+        # TF must be in, the cell-subsample check's sizes and repeats, and whether the layer and no-priors checks run
+        "ci": {"start_cells": 4, "delete_start_cells": 20, "reference_cells": 40, "max_genes": 64, "n_null": 5,
+               "n_bins": 3, "min_cells": 1, "subsample_sizes": [2], "subsample_repeats": 5, "checks": True},
+        "local": {"start_cells": 16, "delete_start_cells": 200, "reference_cells": 200, "max_genes": 256,
+                  "n_null": 20, "n_bins": 5, "min_cells": 3, "subsample_sizes": [4, 8], "subsample_repeats": 20,
+                  "checks": True},
+        "full": {"start_cells": 200, "delete_start_cells": 1_000, "reference_cells": 1_000, "max_genes": 2047,
+                 "n_null": 100, "n_bins": 10, "min_cells": 10, "subsample_sizes": [25, 50, 100],
+                 "subsample_repeats": 20, "checks": True},
     },
 }
 

@@ -119,7 +119,7 @@ def _lazy_candidates(f: h5py.File) -> tuple[list, pd.DataFrame]:
     return cands, read_elem(f["obs"])
 
 
-def _concat_chunks(chunks: list[AnnData]) -> AnnData:
+def concat_chunks(chunks: list[AnnData]) -> AnnData:
     """One AnnData from contract chunks of the same source: provenance of the first, dropped cells summed."""
     adata = ad.concat(chunks, merge="same") if len(chunks) > 1 else chunks[0]
     uns = {k: v for k, v in chunks[0].uns["gc_lib"].items() if k != "rows"}
@@ -172,7 +172,7 @@ def read_h5ad(source: str | os.PathLike, *, species: str, sha256: str | None = N
                                  symbol_column=symbol_column, gene_id_column=gene_id_column, dataset=dataset))
         if not chunks:
             raise ValueError(f"{path}: every cell is empty (zero total counts)")
-        return _concat_chunks(chunks)
+        return concat_chunks(chunks)
     adata = to_contract(ad.read_h5ad(path), species=species, dataset=dataset, counts_layer=counts_layer,
                         gene_id_column=gene_id_column, symbol_column=symbol_column, source=info["source"])
     adata.uns["gc_lib"] = {**info, **adata.uns["gc_lib"]}
@@ -221,7 +221,9 @@ def open_census(census_version: str | None = "stable", uri: str | None = None, *
     return cellxgene_census.open_soma(census_version=census_version, uri=uri, **kwargs)
 
 
-def _census_organism(organism: str) -> tuple[str, str]:
+def census_organism(organism: str) -> tuple[str, str]:
+    """The Census experiment name and our species name of ``organism`` ("homo_sapiens", "Mus musculus", "human",
+    "mouse" …); ``ValueError`` for any other."""
     species = _CENSUS_ORGANISMS.get(organism.strip().lower())
     if species is None:
         raise ValueError(f"unknown organism {organism!r}; use 'homo_sapiens' or 'mus_musculus' (or human/mouse)")
@@ -251,7 +253,7 @@ def census_query(census, organism: str, *, obs_value_filter: str | None = None,
 
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    name, species = _census_organism(organism)
+    name, species = census_organism(organism)
     experiment = census["census_data"][name]
     columns = list(dict.fromkeys(["soma_joinid", *obs_columns, "dataset_id"]))
     missing = [c for c in columns if c not in experiment.obs.keys()]
@@ -296,4 +298,4 @@ def sample_census(census, organism: str, *, max_cells: int, seed: int = 0, **que
     chunks = list(census_query(census, organism, max_cells=max_cells, seed=seed, **query))
     if not chunks:
         raise ValueError(f"no {organism} cell of the Census matches {query or 'the default filter'}")
-    return _concat_chunks(chunks)
+    return concat_chunks(chunks)

@@ -173,3 +173,19 @@ def build_grn_prior(edges: pd.DataFrame, vocab: Vocabulary, *, config: Gene2VecC
                "parameters": config.to_dict(), "edges_used": int(len(kept)), "exclusion": exclusion,
                **(info or {})}
     return align_to_vocab("grn", human, vocab, orthology=orthology, info=details), human
+
+
+def edges_in_prior(manifest: dict, heldout: pd.DataFrame) -> pd.DataFrame:
+    """The TF→target edges (``tf``, ``target``: human Ensembl IDs) the GRN prior was built from, rebuilt from the
+    bundle's OmniPath table exactly as notebook 02 built it: minus its held-out edges (``heldout`` rows with
+    ``holdout == "edge"``) and minus every edge of the TFs its manifest (``grn.json``) names as excluded.
+
+    Raises ``ValueError`` when the count differs from the manifest's ``edges_used`` (another table, another build).
+    """
+    edges, _ = bundle_grn_edges()
+    edge_part = heldout.loc[heldout["holdout"] == "edge", ["tf", "target"]]
+    kept, _ = exclude(edges, exclude_edges=edge_part, exclude_tfs=manifest["build_key"]["exclude_tfs"])
+    if len(kept) != manifest["edges_used"]:
+        raise ValueError(f"rebuilt {len(kept):,} prior edges but the manifest says {manifest['edges_used']:,}: "
+                         "the prior was built from another table or hold-out; rerun notebook 02")
+    return kept[["tf_id", "target_id"]].set_axis(["tf", "target"], axis=1)

@@ -70,18 +70,20 @@ def embed(adata: AnnData, checkpoint: str | os.PathLike, *, key_added: str = "X_
 
 
 def encode_cells(model, cells: CellTokens, *, batch_size: int = 32, device: str | torch.device | None = None,
-                 gene_embeddings: bool = True, pooling: str = "cell",
+                 gene_embeddings: bool = True, pooling: str = "cell", layer: int | None = None,
                  progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run ``model`` (a :class:`~gc_lib.model.architecture.GeneCompass`, in eval mode) over tokenised ``cells``.
 
     Returns the cell embeddings (n_cells, d) — the cell token's final states, or with ``pooling="mean"`` their
     mean with the real gene tokens' — and per token id the sum of its contextual states over the cells
     where it occurs (vocab_size, d) and that number of cells (vocab_size,) — zeros without ``gene_embeddings``.
-    Dividing the two gives gene embeddings averaged by gene identity.
+    Dividing the two gives gene embeddings averaged by gene identity. ``layer``: the states after that many encoder
+    blocks (:func:`stop_block`; default the final, normalised states).
     """
     from tqdm.auto import tqdm
 
     _check_pooling(pooling)
+    stop = stop_block(model, layer)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     d, vocab_size = model.config.d_model, model.config.vocab_size
@@ -91,7 +93,8 @@ def encode_cells(model, cells: CellTokens, *, batch_size: int = 32, device: str 
     with torch.no_grad():
         for batch in tqdm(length_batches(cells.lengths(), batch_size), desc="embedding", disable=not progress):
             inputs = {k: v.to(device) for k, v in collate(cells, batch, pad_id=model.config.pad_id).items()}
-            hidden = model.encode(**inputs)                                                      # (B, 1 + L, d)
+            hidden = model.encode_from(model.embed_tokens(inputs["input_ids"], inputs["values"], inputs["species"]),
+                                       inputs["attention_mask"], stop_block=stop)                  # (B, 1 + L, d)
             cell_out[batch] = pool(hidden, inputs["attention_mask"], pooling).float().cpu().numpy()
             if gene_embeddings:
                 real = inputs["attention_mask"]
@@ -99,6 +102,18 @@ def encode_cells(model, cells: CellTokens, *, batch_size: int = 32, device: str 
                 gene_sum.index_add_(0, tokens, hidden[:, 1:][real].double())
                 gene_count.index_add_(0, tokens, torch.ones_like(tokens, dtype=torch.float64))
     return cell_out, gene_sum.cpu().numpy(), gene_count.cpu().numpy()
+
+
+def stop_block(model, layer: int | None) -> int | None:
+    """The ``stop_block`` of :meth:`~gc_lib.model.architecture.GeneCompass.encode_from` for the states after
+    ``layer`` encoder blocks (1 … n_layers): ``None`` — every block and the final norm — for the last layer or
+    ``layer=None``; an earlier layer's states are the residual stream before any final norm."""
+    n_layers = model.config.n_layers
+    if layer is None or layer == n_layers:
+        return None
+    if not 1 <= int(layer) < n_layers:
+        raise ValueError(f"layer must lie in 1..{n_layers} (the model's encoder blocks); got {layer}")
+    return int(layer)
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:

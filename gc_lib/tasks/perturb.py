@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from ..corpus.vocab import SPECIAL_TOKENS
 from .cell_tokens import CellTokens, collate
-from .embedding import POOLINGS, pool
+from .embedding import POOLINGS, pool, stop_block
 from .perturb_edits import KINDS, PerturbationSet, apply_edits
 
 
@@ -76,13 +76,16 @@ def state_centroids(embeddings: np.ndarray, labels, states) -> dict[str, np.ndar
 def perturb(model, cells: CellTokens, perturbations: PerturbationSet, *, high_values: np.ndarray | None = None,
             pooling: str = "mean", goal: np.ndarray | None = None, alternatives: dict | None = None,
             gene_shifts: bool = True, batch_size: int = 64, cell_chunk: int = 64, max_genes: int | None = None,
-            device: str | torch.device | None = None, progress: bool = True) -> PerturbResult:
+            layer: int | None = None, device: str | torch.device | None = None,
+            progress: bool = True) -> PerturbResult:
     """Apply every perturbation to every cell it applies to and measure the shifts (module docstring).
 
     ``model``: a :class:`~gc_lib.model.architecture.GeneCompass` (put in eval mode here); ``cells``: tokenised cells
     (:class:`~gc_lib.tasks.cell_tokens.CellTokens`); ``high_values``: per token id, the value an overexpressed gene
     takes (:func:`~gc_lib.tasks.perturb_edits.overexpression_values`; needed when any perturbation overexpresses);
-    ``max_genes``: the length cap of an edited cell (default: the model's, ``max_len - 1``).
+    ``max_genes``: the length cap of an edited cell (default: the model's, ``max_len - 1``); ``layer``: measure the
+    states after that many encoder blocks (:func:`~gc_lib.tasks.embedding.stop_block`; default the final states) —
+    centroids must then come from the same layer (``encode_cells(…, layer=layer)``).
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
@@ -96,6 +99,7 @@ def perturb(model, cells: CellTokens, perturbations: PerturbationSet, *, high_va
                          f"got {genes.min()}..{genes.max()}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval()
+    stop = stop_block(model, layer)
     max_genes = min(max_genes or model.config.max_len - 1, model.config.max_len - 1)
     targets = _targets(goal, alternatives, device)
     high = torch.as_tensor(np.nan_to_num(high_values if high_values is not None else np.zeros(vocab_size)),
@@ -114,15 +118,16 @@ def perturb(model, cells: CellTokens, perturbations: PerturbationSet, *, high_va
         for chunk in chunks:
             chunk_rows, chunk_genes, base_embedding = _run_chunk(
                 model, cells, chunk, table, targets, pooling=pooling, gene_shifts=gene_shifts,
-                batch_size=batch_size, max_genes=max_genes, device=device)
+                batch_size=batch_size, max_genes=max_genes, stop=stop, device=device)
             embeddings[chunk] = base_embedding
             rows.append(chunk_rows)
             gene_parts.append(chunk_genes)
             bar.update()
     rows, gene_parts, embeddings = _gather(rows, gene_parts, embeddings, world)
     cell_table = _cell_table(rows, perturbations, targets)
-    params = {"pooling": pooling, "max_genes": max_genes, "batch_size": batch_size, "cell_chunk": cell_chunk,
-              "n_cells": len(cells), "n_perturbations": len(perturbations), "world_size": world,
+    params = {"pooling": pooling, "layer": layer or model.config.n_layers, "max_genes": max_genes,
+              "batch_size": batch_size, "cell_chunk": cell_chunk, "n_cells": len(cells),
+              "n_perturbations": len(perturbations), "world_size": world,
               "states": targets.names if targets else []}
     return PerturbResult(cell_table, _gene_table(gene_parts, perturbations), embeddings, params)
 
@@ -139,14 +144,14 @@ class _PerturbationTensors:
 
 
 def _run_chunk(model, cells: CellTokens, chunk: np.ndarray, table: _PerturbationTensors, targets, *, pooling,
-               gene_shifts, batch_size, max_genes, device):
+               gene_shifts, batch_size, max_genes, stop, device):
     """One chunk: the unperturbed pass, then every applicable (cell, perturbation) pair in full batches."""
     pad = model.config.pad_id
     base = {k: v.to(device) for k, v in collate(cells, chunk, pad_id=pad).items()}
     vectors = torch.cat([model.genes(base["input_ids"][i:i + batch_size], base["values"][i:i + batch_size])
                          for i in range(0, len(chunk), batch_size)])                      # (C, L, d): per token
     hidden = torch.cat([model.encode_from(model.assemble(vectors[i:i + batch_size], base["species"][i:i + batch_size]),
-                                          base["attention_mask"][i:i + batch_size])
+                                          base["attention_mask"][i:i + batch_size], stop_block=stop)
                         for i in range(0, len(chunk), batch_size)])                       # (C, 1 + L, d)
     base_embedding = pool(hidden, base["attention_mask"], pooling)
     holds = torch.zeros(len(chunk), model.config.vocab_size, dtype=torch.bool, device=device)
@@ -159,7 +164,7 @@ def _run_chunk(model, cells: CellTokens, chunk: np.ndarray, table: _Perturbation
         c, p = cell_of[start:start + batch_size], pert_of[start:start + batch_size]
         edited = apply_edits(base["input_ids"][c], base["values"][c], table.genes[p], table.kind[p],
                              table.factor[p], table.high[p], max_genes, pad)
-        after = _encode_edited(model, edited, vectors[c], table.genes[p], base["species"][c], pad)
+        after = _encode_edited(model, edited, vectors[c], table.genes[p], base["species"][c], pad, stop)
         moved_to = edited.moved_to
         shared = moved_to >= 0                                                             # (B, L)
         before_genes = hidden[c, 1:]
@@ -186,14 +191,14 @@ def _run_chunk(model, cells: CellTokens, chunk: np.ndarray, table: _Perturbation
 
 
 def _encode_edited(model, edited, base_vectors: torch.Tensor, genes: torch.Tensor, species: torch.Tensor,
-                   pad: int) -> torch.Tensor:
+                   pad: int, stop: int | None = None) -> torch.Tensor:
     """Hidden states of edited cells. A gene token's input vector depends on its id and value alone, so the
     unperturbed cells' vectors are reused and only the perturbed genes' are computed — the same numbers as
     ``model.encode(edited.ids, edited.values, …)`` with less work."""
     slots = model.genes(genes.clamp_min(0), edited.slot_values)                           # (B, K, d)
     rows = torch.cat([base_vectors, slots], 1)                                            # (B, L + K, d)
     vectors = rows.gather(1, edited.source.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))
-    return model.encode_from(model.assemble(vectors, species), edited.ids != pad)
+    return model.encode_from(model.assemble(vectors, species), edited.ids != pad, stop_block=stop)
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

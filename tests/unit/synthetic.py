@@ -60,3 +60,20 @@ def held_out_dose(adata: ad.AnnData, dose: float):
     names = adata.obs["pert_iname"].to_numpy()
     truth = np.array([adata.X[held & (names == f"drug{i}")].mean(0) for i in range(4)])
     return adata[~held].copy(), truth, adata.X[names == "DMSO"].mean(0)
+
+
+def write_census(root: str, counts: np.ndarray, obs: pd.DataFrame, var: pd.DataFrame) -> str:
+    """A tiny on-disk SOMA collection with the CELLxGENE Census layout at ``root``: ``census_info``, and
+    ``census_data/homo_sapiens`` (measurement RNA, X layer ``raw``) holding ``counts`` with ``obs`` and ``var``."""
+    import tiledbsoma
+    import tiledbsoma.io
+
+    with tiledbsoma.Collection.create(root) as census:
+        census.add_new_collection("census_info")
+        data = census.add_new_collection("census_data")
+        uri = tiledbsoma.io.from_anndata(f"{root}/census_data/homo_sapiens",
+                                         ad.AnnData(sp.csr_matrix(counts), obs=obs, var=var),
+                                         measurement_name="RNA", X_layer_name="raw")
+        with tiledbsoma.Experiment.open(uri) as experiment:
+            data.set("homo_sapiens", experiment, use_relative_uri=True)
+    return root

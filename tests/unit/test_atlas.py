@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from synthetic import write_census
 
 from gc_lib.inputs.atlas import census_query, iter_h5ad_chunks, open_census, read_h5ad, sample_census
 from gc_lib.inputs.contract import check_counts_adata
@@ -301,8 +302,6 @@ def census_uri(tmp_path_factory):
     """root Collection → census_data Collection → Experiment homo_sapiens (ms RNA, X raw) + census_info."""
     pytest.importorskip("cellxgene_census")
     pytest.importorskip("tiledbsoma")
-    import tiledbsoma
-    import tiledbsoma.io
 
     counts = counts_matrix(CENSUS_CELLS, len(CENSUS_GENES), seed=2)
     counts[7, 1:] = 0  # a cell with counts only in gene 0
@@ -317,14 +316,7 @@ def census_uri(tmp_path_factory):
     var = pd.DataFrame({"feature_id": CENSUS_GENES, "feature_name": [f"G{i}" for i in range(6)],
                         "feature_length": np.arange(6) * 100}, index=CENSUS_GENES)
     root = str(tmp_path_factory.mktemp("census") / "soma")
-    with tiledbsoma.Collection.create(root) as census:
-        census.add_new_collection("census_info")
-        data = census.add_new_collection("census_data")
-        uri = tiledbsoma.io.from_anndata(f"{root}/census_data/homo_sapiens",
-                                         ad.AnnData(sp.csr_matrix(counts), obs=obs, var=var),
-                                         measurement_name="RNA", X_layer_name="raw")
-        with tiledbsoma.Experiment.open(uri) as experiment:
-            data.set("homo_sapiens", experiment, use_relative_uri=True)
+    write_census(root, counts, obs, var)
     return root, counts, obs
 
 
