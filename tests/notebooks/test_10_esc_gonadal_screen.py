@@ -81,6 +81,12 @@ def test_figures_and_explorers(metrics):
     assert dropdowns["gene"]["_options_labels"][dropdowns["gene"]["index"]] == metrics["example_tf"]
     drawn = [w for w in state if w["model_name"] == "OutputModel"]
     assert len(drawn) == 2 and all(w["state"]["outputs"] for w in drawn)
-    static = [o for c in code for o in c["outputs"] if "image/png" in o.get("data", {})]
-    assert len(static) >= 2                                          # the ranked screens and the static explorer
+    # the static explorers (what a saved notebook shows without a kernel): the TF's summary and top genes as tables,
+    # the gene's neighbours as a line and a table (the figures are saved files, checked above: under the tests'
+    # Agg backend plt.show() puts no image in the notebook)
+    static = next(c for c in code if "fate_widgets.show_tf(" in "".join(c["source"]))
+    shown = [o["data"] for o in static["outputs"] if "data" in o]
+    assert sum("text/html" in d for d in shown) >= 3
+    lines = ["".join(d["text/markdown"]) for d in shown if "text/markdown" in d]
+    assert len(lines) == 1 and metrics["example_tf"] in "".join(lines)
     assert metrics["example_tf"] in {"PDX1", "NEUROG3", "MAFA"}

@@ -1,0 +1,159 @@
+"""Where ``tokenize_files`` spends its time, stage by stage, beside the I/O floor measured in the same run (issue 18).
+
+What: on the tokenizer benchmark's synthetic input (``benchmarks/tokenize.py``: 20,000 genes, 2,000–4,000 expressed
+per cell, the same file and tokenizer), one process, the stages of the tokenising task for every 10,000-cell chunk:
+
+- ``read``: ``_count_store.read_rows`` (h5py slices of ``indptr``/``data``/``indices`` and the CSR matrix);
+- ``rank``: ``tokenizer.rank_rows`` (dtype checks, the numba top-k kernel, offsets), and within it ``kernel``, the
+  kernel call alone on the same arrays;
+- ``arrow``: ``TokenizedCells.to_table`` (the Arrow table of the shard);
+- ``parquet``: ``tokenizer.write_shard`` (the shard as written today);
+- ``sha256``: the manifest's checksum of the finished shard (``_passes.shard_stats``);
+and the **floors** for the same chunks: ``read floor`` (the three h5py slices alone, no matrix), ``write floor,
+raw`` (the shard's id, value and offset bytes written with ``ndarray.tofile``), ``write floor, Arrow IPC`` (the same
+Arrow table as an uncompressed Feather v2 file) and ``write floor, Parquet flat`` (ids and values as two flat
+columns plus offsets, no dictionary). Also ``tokenize_files`` end to end in one process on the same file.
+Why: the issue's target is within 1.5× of the I/O floor of the format used; this makes the ratio visible.
+How::
+
+    .venv/bin/python -P benchmarks/tokenize_profile.py [--cells 20000] [--repeats 3] [--workdir DIR]
+
+Times are µs per cell, medians over ``--repeats`` passes over the file (the page cache is warm after the first
+pass in every stage alike). Results: printed, and ``tokenize_profile.json`` in the workdir.
+"""
+import argparse
+import hashlib
+import json
+import runpy
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from gc_lib.corpus import _kernels as kernels
+from gc_lib.corpus._count_store import read_rows
+from gc_lib.corpus.builder import tokenize_files
+from gc_lib.corpus.tokenizer import _token_bits, rank_rows, write_shard
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CHUNK = 10_000
+
+
+def stage_times(path: Path, tokenizer, scratch: Path) -> dict[str, float]:
+    """Seconds per stage for one pass over the file, chunk by chunk, as the tokenising task does it."""
+    col_token, col_median = tokenizer.column_tables(_gene_ids(path), "human")
+    col_token, col_median = col_token.astype(np.int32), col_median.astype(np.float64)
+    with h5py.File(path, "r") as f:
+        n_cells = int(f["X"].attrs["shape"][0])
+    times = dict.fromkeys(["read", "rank", "kernel", "arrow", "parquet", "sha256", "read floor", "write floor, raw",
+                           "write floor, Arrow IPC", "write floor, Parquet flat"], 0.0)
+    for start in range(0, n_cells, CHUNK):
+        stop = min(start + CHUNK, n_cells)
+        counts = _timed(times, "read", read_rows, path, start, stop)
+        cells = _timed(times, "rank", rank_rows, counts, col_token, col_median, n_top=tokenizer.n_top,
+                       library_size=tokenizer.library_size, n_tokens=len(tokenizer.vocab), row_offset=start)
+        _timed(times, "kernel", _kernel_only, counts, col_token, col_median, tokenizer)
+        table = _timed(times, "arrow", cells.to_table, "human", "synthetic")
+        shard = scratch / f"shard-{start}.parquet"
+        _timed(times, "parquet", write_shard, table, shard)
+        _timed(times, "sha256", _sha256, shard)
+        _timed(times, "read floor", _read_floor, path, start, stop)
+        _timed(times, "write floor, raw", _write_raw, cells, scratch / f"raw-{start}.bin")
+        _timed(times, "write floor, Arrow IPC", feather.write_feather, table, scratch / f"ipc-{start}.arrow",
+               compression="uncompressed")
+        _timed(times, "write floor, Parquet flat", _write_flat_parquet, cells, scratch / f"flat-{start}.parquet")
+    return times
+
+
+def _timed(times: dict, name: str, fn, *args, **kwargs):
+    began = time.perf_counter()
+    result = fn(*args, **kwargs)
+    times[name] += time.perf_counter() - began
+    return result
+
+
+def _gene_ids(path: Path) -> list[str]:
+    with h5py.File(path, "r") as f:
+        var = f["var"]
+        index = var.attrs["_index"]
+        return [x.decode() if isinstance(x, bytes) else str(x) for x in var[index][:]]
+
+
+def _kernel_only(counts, col_token, col_median, tokenizer) -> int:
+    indptr = counts.indptr.astype(np.int64)
+    keep = np.ones(counts.shape[0], dtype=bool)
+    capacity = int(np.minimum(np.diff(indptr), tokenizer.n_top).sum())
+    ids, values = np.empty(capacity, np.int32), np.empty(capacity, np.float32)
+    lengths = np.empty(counts.shape[0], np.int32)
+    return kernels.tokenize_csr(counts.data, counts.indices, indptr, keep, col_token, col_median, tokenizer.n_top,
+                                tokenizer.library_size or 0.0, _token_bits(len(tokenizer.vocab)), ids, values,
+                                lengths)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_floor(path: Path, start: int, stop: int) -> int:
+    with h5py.File(path, "r") as f:
+        indptr = f["X/indptr"][start:stop + 1]
+        lo, hi = int(indptr[0]), int(indptr[-1])
+        return f["X/data"][lo:hi].size + f["X/indices"][lo:hi].size
+
+
+def _write_raw(cells, dest: Path) -> None:
+    with open(dest, "wb") as f:
+        for array in (cells.ids, cells.values, cells.offsets):
+            array.tofile(f)
+
+
+def _write_flat_parquet(cells, dest: Path) -> None:
+    flat = pa.table({"input_ids": cells.ids, "values": cells.values})
+    pq.write_table(flat, dest, compression="none", use_dictionary=False)
+    pq.write_table(pa.table({"offsets": cells.offsets}), dest.with_suffix(".offsets.parquet"), compression="none")
+
+
+def end_to_end(path: Path, tokenizer, scratch: Path) -> float:
+    out = scratch / "tokenized"
+    shutil.rmtree(out, ignore_errors=True)
+    began = time.perf_counter()
+    tokenize_files([path], out, tokenizer, n_workers=1, progress=False)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", type=int, default=20_000, help="cells of the input (default 20000)")
+    parser.add_argument("--repeats", type=int, default=3, help="passes over the file (default 3)")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "bench" / "tokenize")
+    args = parser.parse_args()
+    bench = runpy.run_path(str(HERE / "tokenize.py"), run_name="tokenize_bench")  # its input and tokenizer
+    path, meta = bench["ensure_input"](args.workdir, args.cells, bench["DENSE"])
+    tokenizer = bench["our_tokenizer"](bench["write_dictionaries"](args.workdir / "dictionaries"))
+    runs, totals = [], []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
+            runs.append(stage_times(path, tokenizer, Path(scratch)))
+            totals.append(end_to_end(path, tokenizer, Path(scratch)))
+    per_cell = {k: float(np.median([r[k] for r in runs])) / args.cells * 1e6 for k in runs[0]}
+    per_cell["tokenize_files, end to end"] = float(np.median(totals)) / args.cells * 1e6
+    result = {"cells": args.cells, "input": meta, "repeats": args.repeats, "us_per_cell": per_cell}
+    (args.workdir / "tokenize_profile.json").write_text(json.dumps(result, indent=1))
+    print("| stage | µs per cell |\n|---|---|")
+    for name, value in per_cell.items():
+        print(f"| {name} | {value:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
