@@ -37,7 +37,8 @@ from anndata import AnnData
 from torch import nn
 from torch.nn import functional as F
 
-from .dose_response import covariate_codes, dense_profiles, drug_codes
+from .dose_response import covariate_codes
+from .dose_splits import dense_profiles, drug_codes
 
 
 @dataclass(frozen=True)

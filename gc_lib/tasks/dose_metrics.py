@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .profile_scores import pearson, profile_deltas, top_de_genes
+
 METRICS = ("r2_all", "r2_de20", "pearson_delta", "precision_up", "precision_down")
 
 
@@ -38,18 +40,11 @@ def _precision(true_delta: np.ndarray, pred_delta: np.ndarray, k: int, sign: int
 def condition_scores(true: np.ndarray, pred: np.ndarray, control_mean: np.ndarray, control_sd: np.ndarray, *,
                      n_de: int = 20, k: int = 100) -> dict[str, float]:
     """The metrics of the module docstring for one condition (profiles of one length, the genes)."""
-    true, pred = np.asarray(true, dtype=np.float64), np.asarray(pred, dtype=np.float64)
-    if true.shape != pred.shape or true.shape != control_mean.shape:
-        raise ValueError(f"true {true.shape}, pred {pred.shape} and control {control_mean.shape} must match")
-    if not np.isfinite(pred).all():
-        raise ValueError("the prediction holds non-finite values")
+    true, pred, true_delta, pred_delta = profile_deltas(true, pred, control_mean)
     k = min(k, len(true))
-    true_delta, pred_delta = true - control_mean, pred - control_mean
-    scale = np.where(control_sd > 0, control_sd, np.inf)
-    de = np.argsort(-np.abs(true_delta) / scale, kind="stable")[:n_de]
-    moved = np.std(pred_delta) > 0 and np.std(true_delta) > 0
+    de = top_de_genes(true_delta, control_sd, n_de)
     return {"r2_all": _r2(true, pred), "r2_de20": _r2(true[de], pred[de]),
-            "pearson_delta": float(np.corrcoef(true_delta, pred_delta)[0, 1]) if moved else float("nan"),
+            "pearson_delta": pearson(true_delta, pred_delta),
             "precision_up": _precision(true_delta, pred_delta, k, +1),
             "precision_down": _precision(true_delta, pred_delta, k, -1)}
 

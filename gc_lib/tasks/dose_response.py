@@ -48,6 +48,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .dose_likelihoods import COUNTS_PER_CELL, check_counts, gaussian_nll, log_normalise, nb_nll, training_counts
+from .dose_splits import dense_profiles, drug_codes
 
 LIKELIHOODS = ("gaussian", "nb")
 
@@ -159,36 +160,6 @@ class DoseModel(nn.Module):
         if self.covariate_embedding is not None:
             latent = latent + self.covariate_embedding(covariate)
         return (basal, *self.decode(latent))
-
-
-def drug_codes(adata: AnnData, drug_key: str, dose_key: str, control_value) -> tuple[list[str], np.ndarray,
-                                                                                       np.ndarray]:
-    """Drug names (controls excluded), a code per well (controls: ``len(drugs)``) and a dose per well (controls 0)."""
-    for key in (drug_key, dose_key):
-        if key not in adata.obs.columns:
-            raise ValueError(f"obs has no column {key!r} (columns: {list(adata.obs.columns)})")
-    names = adata.obs[drug_key].astype(str).to_numpy()
-    control = names == str(control_value)
-    if not control.any():
-        raise ValueError(f"no control wells: no {drug_key} == {control_value!r}")
-    drugs = sorted(set(names[~control]))
-    if not drugs:
-        raise ValueError(f"every well is a control ({drug_key} == {control_value!r}); nothing to fit")
-    dose = np.asarray(adata.obs[dose_key], dtype=np.float64)
-    bad = ~control & ~(np.isfinite(dose) & (dose > 0))
-    if bad.any():
-        raise ValueError(f"{int(bad.sum())} treated wells have no positive {dose_key} (e.g. {adata.obs_names[bad][0]})")
-    codes = np.where(control, len(drugs), np.searchsorted(drugs, names))   # drugs are sorted; controls last
-    return drugs, codes, np.where(control, 0.0, dose)
-
-
-def dense_profiles(adata: AnnData) -> np.ndarray:
-    """``X`` as a dense float32 array; a clear error for missing or non-finite values."""
-    X = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
-    X = np.asarray(X, dtype=np.float32)
-    if not np.isfinite(X).all():
-        raise ValueError("X holds missing or non-finite values; impute or drop them first")
-    return X
 
 
 class _TrainingData(NamedTuple):

@@ -49,29 +49,44 @@ class Conditions:
     control_sd: np.ndarray
 
 
-def _dense(X) -> np.ndarray:
-    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+def dense_profiles(adata: AnnData, dtype=np.float32) -> np.ndarray:
+    """``X`` as a dense array of ``dtype``; a clear error for missing or non-finite values."""
+    X = np.asarray(adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, dtype=dtype)
     if not np.isfinite(X).all():
-        raise ValueError("the profiles hold missing or non-finite values; impute or drop them first")
+        raise ValueError("X holds missing or non-finite values; impute or drop them first")
     return X
+
+
+def drug_codes(adata: AnnData, drug_key: str, dose_key: str, control_value) -> tuple[list[str], np.ndarray,
+                                                                                       np.ndarray]:
+    """Drug names (controls excluded), a code per well (controls: ``len(drugs)``) and a dose per well (controls 0)."""
+    for key in (drug_key, dose_key):
+        if key not in adata.obs.columns:
+            raise ValueError(f"obs has no column {key!r} (columns: {list(adata.obs.columns)})")
+    names = adata.obs[drug_key].astype(str).to_numpy()
+    control = names == str(control_value)
+    if not control.any():
+        raise ValueError(f"no control wells: no {drug_key} == {control_value!r}")
+    drugs = sorted(set(names[~control]))
+    if not drugs:
+        raise ValueError(f"every well is a control ({drug_key} == {control_value!r}); nothing to fit")
+    dose = np.asarray(adata.obs[dose_key], dtype=np.float64)
+    bad = ~control & ~(np.isfinite(dose) & (dose > 0))
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} treated wells have no positive {dose_key} (e.g. {adata.obs_names[bad][0]})")
+    codes = np.where(control, len(drugs), np.searchsorted(drugs, names))   # drugs are sorted; controls last
+    return drugs, codes, np.where(control, 0.0, dose)
 
 
 def condition_means(adata: AnnData, *, drug_key: str, dose_key: str, control_value) -> Conditions:
     """The treated conditions of ``adata`` (wells × genes, log-scale ``X``) and their mean profiles, sorted by drug
     then dose; controls are the wells with ``obs[drug_key] == control_value``."""
-    for key in (drug_key, dose_key):
-        if key not in adata.obs.columns:
-            raise ValueError(f"obs has no column {key!r} (columns: {list(adata.obs.columns)})")
-    X = _dense(adata.X)
-    drug = adata.obs[drug_key].astype(str).to_numpy()
-    control = drug == str(control_value)
+    drugs, codes, doses = drug_codes(adata, drug_key, dose_key, control_value)
+    control = codes == len(drugs)
     if control.sum() < 2:
         raise ValueError(f"need at least 2 control wells ({drug_key} == {control_value!r}), found {control.sum()}")
-    dose = np.asarray(adata.obs[dose_key], dtype=np.float64)
-    bad = ~control & ~(np.isfinite(dose) & (dose > 0))
-    if bad.any():
-        raise ValueError(f"{bad.sum()} treated wells have no positive {dose_key} (e.g. {adata.obs_names[bad][0]})")
-    wells = pd.DataFrame({"drug": drug[~control], "dose": dose[~control]})
+    X = dense_profiles(adata, np.float64)
+    wells = pd.DataFrame({"drug": np.asarray(drugs, dtype=object)[codes[~control]], "dose": doses[~control]})
     groups = wells.groupby(["drug", "dose"], sort=True).indices
     table = pd.DataFrame(list(groups), columns=["drug", "dose"])
     table["n_wells"] = [len(index) for index in groups.values()]

@@ -181,11 +181,10 @@ def _token_by_symbol(candidates: pd.DataFrame) -> dict[str, int]:
 def _tf_table(screened: pd.DataFrame, kept: pd.DataFrame, significance, case: ScreenCase) -> pd.DataFrame:
     """One row per screened TF, best first: its mean scores over its cells, rank, null, p, q and role."""
     n = len(screened)
-    means = kept[kept["perturbation"] < n].groupby("perturbation")[["goal_score", "toward_goal"]].mean()
-    counts = kept[kept["perturbation"] < n].groupby("perturbation").size()
+    per_tf = kept[kept["perturbation"] < n].groupby("perturbation")
     table = screened.copy()
-    table["n_cells"] = counts.reindex(range(n), fill_value=0).to_numpy()
-    table[["goal_score", "toward_goal"]] = means.reindex(range(n)).to_numpy()
+    table["n_cells"] = per_tf.size().reindex(range(n), fill_value=0).to_numpy()
+    table[["goal_score", "toward_goal"]] = per_tf[["goal_score", "toward_goal"]].mean().reindex(range(n)).to_numpy()
     if significance is not None:
         sig = significance.set_index("perturbation").reindex(range(n))
         table["null_mean"], table["null_sd"] = sig["null_mean"].to_numpy(), sig["null_sd"].to_numpy()
@@ -225,15 +224,14 @@ def _combo_table(kept: pd.DataFrame, significance, names: list[str], n_tested: i
     columns = ["combination", "n_cells", "goal_score", "null_mean", "null_sd", "p_value"]
     if not names:
         return pd.DataFrame(columns=columns)
-    rows = []
-    for i, name in enumerate(names):
-        mine = kept[kept["perturbation"] == n_tested + i]
-        sig = significance.set_index("perturbation").loc[n_tested + i] if significance is not None else None
-        rows.append({"combination": name, "n_cells": len(mine), "goal_score": mine["goal_score"].mean(),
-                     "null_mean": sig["null_mean"] if sig is not None else np.nan,
-                     "null_sd": sig["null_sd"] if sig is not None else np.nan,
-                     "p_value": sig["p_value"] if sig is not None else np.nan})
-    return pd.DataFrame(rows, columns=columns)
+    index = range(n_tested, n_tested + len(names))
+    mine = kept[kept["perturbation"] >= n_tested].groupby("perturbation")["goal_score"]
+    table = pd.DataFrame({"combination": names, "n_cells": mine.size().reindex(index, fill_value=0).to_numpy(),
+                          "goal_score": mine.mean().reindex(index).to_numpy()})
+    sig = significance.set_index("perturbation").reindex(index) if significance is not None else None
+    for column in ("null_mean", "null_sd", "p_value"):
+        table[column] = sig[column].to_numpy() if sig is not None else np.nan
+    return table[columns]
 
 
 def sample_cells(labels, counts: dict[str, int | None], *, seed: int = 0) -> np.ndarray:

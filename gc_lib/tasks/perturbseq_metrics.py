@@ -15,30 +15,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .profile_scores import pearson, profile_deltas, top_de_genes
+
 METRICS = ("pearson_delta", "pearson_delta_de20", "mse_de20", "l2_top1000")
 LOWER_IS_BETTER = ("mse_de20", "l2_top1000")
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def perturbation_scores(true: np.ndarray, pred: np.ndarray, control_mean: np.ndarray, control_sd: np.ndarray, *,
                         n_de: int = 20, n_top: int = 1000) -> dict[str, float]:
     """The metrics of the module docstring for one perturbation (profiles of one length, the genes)."""
-    true, pred = np.asarray(true, dtype=np.float64), np.asarray(pred, dtype=np.float64)
-    if true.shape != pred.shape or true.shape != control_mean.shape:
-        raise ValueError(f"true {true.shape}, pred {pred.shape} and control {control_mean.shape} must match")
-    if not np.isfinite(pred).all():
-        raise ValueError("the prediction holds non-finite values")
-    true_delta, pred_delta = true - control_mean, pred - control_mean
-    scale = np.where(control_sd > 0, control_sd, np.inf)
-    de = np.argsort(-np.abs(true_delta) / scale, kind="stable")[:n_de]
+    true, pred, true_delta, pred_delta = profile_deltas(true, pred, control_mean)
+    de = top_de_genes(true_delta, control_sd, n_de)
     top = np.argsort(-control_mean, kind="stable")[:n_top]
-    return {"pearson_delta": _pearson(true_delta, pred_delta),
-            "pearson_delta_de20": _pearson(true_delta[de], pred_delta[de]),
+    return {"pearson_delta": pearson(true_delta, pred_delta),
+            "pearson_delta_de20": pearson(true_delta[de], pred_delta[de]),
             "mse_de20": float(np.mean((pred[de] - true[de]) ** 2)),
             "l2_top1000": float(np.linalg.norm(pred[top] - true[top]))}
 

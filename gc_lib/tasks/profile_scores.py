@@ -1,0 +1,31 @@
+"""What the scores of predicted mean profiles share (drug response, notebook 08; gene perturbation, notebook 07):
+checked inputs and their changes from the control mean, a condition's most changed genes, and a Pearson r that is
+NaN, never a number that could win, for a prediction of no change."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def profile_deltas(true, pred, control_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``true``, ``pred`` (float64) and their changes from ``control_mean``; ``ValueError`` for shapes that differ or
+    a prediction with non-finite values."""
+    true, pred = np.asarray(true, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if true.shape != pred.shape or true.shape != control_mean.shape:
+        raise ValueError(f"true {true.shape}, pred {pred.shape} and control {control_mean.shape} must match")
+    if not np.isfinite(pred).all():
+        raise ValueError("the prediction holds non-finite values")
+    return true, pred, true - control_mean, pred - control_mean
+
+
+def top_de_genes(true_delta: np.ndarray, control_sd: np.ndarray, n_de: int) -> np.ndarray:
+    """The ``n_de`` genes most changed in truth, ``|true − control| / control SD`` largest (genes without control
+    variance last), as CPA's and GEARS's DE-gene metrics choose them: from the truth, never from a prediction."""
+    scale = np.where(control_sd > 0, control_sd, np.inf)
+    return np.argsort(-np.abs(true_delta) / scale, kind="stable")[:n_de]
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of ``a`` and ``b``; NaN when either is constant (a prediction of no change has no direction)."""
+    if np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
