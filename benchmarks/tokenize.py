@@ -1,9 +1,12 @@
 """Tokenizer benchmark: gc_lib's corpus tokenizer against Geneformer's ``TranscriptomeTokenizer`` (helical 3.1.4).
 
 What: seconds end to end (``.h5ad`` on disk → tokenised dataset on disk), cells/s and peak memory of Geneformer's
-``tokenize_data`` (own venv; one process whatever its ``nproc``), ours ``tokenize_files`` with 1 and ``--workers``
-processes (Geneformer's gene order and medians, n_top = model_input_size = 2048, library size 1e4 like Geneformer's
-n_counts × 1e4 normalisation) and ours ``build_corpus`` (QC + medians + tokens), on one synthetic contract ``.h5ad``
+``tokenize_data`` (own venv; one process whatever its ``nproc``), ours ``tokenize_files`` in one process (Parquet
+shards, Arrow IPC shards, Arrow IPC with 2 ranking threads) and in ``--workers`` processes (Geneformer's gene order
+and medians, n_top = model_input_size = 2048, library size 1e4 like Geneformer's n_counts × 1e4 normalisation), ours
+``build_corpus`` (QC + medians + tokens) in each shard format, and the **I/O floor** of each format measured the same
+way (one process reading the input's CSR slices chunk by chunk and writing our shards' tables in that format, nothing
+else), on one synthetic contract ``.h5ad``
 (20,000 genes, 2,000–4,000 expressed per cell, integer counts) that feeds both tools; a check of 50 cells' tokens
 against Geneformer's; and ``build_corpus``'s peak memory as cells grow (``--memory-cells``; sparser cells, 200–600
 genes each, so that 1M cells stay a few GB).
@@ -15,7 +18,10 @@ How::
         [--memory-cells 100000,1000000] [--geneformer-venv PATH] [--workdir DIR] [--skip-geneformer] [--skip-memory]
 
 Each run is a subprocess (imports and memory isolated). ``s`` is timed inside it around the work (imports excluded;
-building the tokenizer and numba loading its compiled kernels included), ``wall s`` is the whole subprocess; peak
+building the tokenizer and numba loading its compiled kernels included, and also given apart as ``set-up s``),
+``wall s`` is the whole subprocess; ``after set-up`` columns leave the set-up out (what a large input sees), and
+``vs floor`` divides a one-core run's seconds after set-up by the floor's of its shard format (the floor is one
+process and has no set-up); peak
 RSS is the largest sum of the RSS of it and its children (polled every 50 ms); CPU s their user + system time.
 Times are medians over ``--repeats``, peak RSS the largest. Results: printed, and in the workdir (default
 ``build/bench/tokenize``, which caches the inputs) as ``results.md`` and ``results.json`` (every run).
@@ -47,10 +53,13 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+import scipy.sparse as sp
 
 from gc_lib.corpus._count_store import read_rows
+from gc_lib.corpus._passes import PIECE_CELLS
 from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, tokenize_files
-from gc_lib.corpus.tokenizer import Tokenizer
+from gc_lib.corpus.shards import ROW_GROUP_CELLS, SHARD_FORMATS
+from gc_lib.corpus.tokenizer import SHARD_SCHEMA, Tokenizer, rank_rows
 from gc_lib.corpus.vocab import SPECIAL_TOKENS, build_vocabulary
 
 try:  # anndata >= 0.11
@@ -170,29 +179,99 @@ def our_tokenizer(dicts: dict[str, str]) -> Tokenizer:
 
 
 def worker(spec: dict) -> None:
-    """Inside the subprocess: one timed run of ours (``kind`` "files" or "corpus")."""
+    """Inside the subprocess: one timed run of ours (``kind`` "files", "corpus" or "floor")."""
     start = time.perf_counter()
+    if spec["kind"] == "floor":
+        return Path(spec["result"]).write_text(json.dumps(io_floor(spec)))
     if spec["kind"] == "files":
-        tokenize_files([spec["input"]], spec["out"], our_tokenizer(spec["dicts"]), n_workers=spec["n_workers"],
-                       progress=False)
+        tokenizer = our_tokenizer(spec["dicts"])
+        rank_rows(sp.csr_matrix(np.ones((1, 1), np.float32)), np.array([4], np.int32), np.ones(1), n_top=1,
+                  library_size=None, n_tokens=5)  # numba loads the ranking kernel
+        setup = time.perf_counter() - start
+        tokenize_files([spec["input"]], spec["out"], tokenizer, n_workers=spec["n_workers"], progress=False,
+                       shard_format=spec["format"], threads=spec["threads"])
     else:  # every gene protein-coding, no orthologs: the bundle's gene tables are not needed
+        setup = 0.0  # build_corpus makes its own tokenizer; its workers load the kernels as they start
         annotation = GeneAnnotation(pd.Series("protein_coding", index=gene_ids()),
                                     pd.DataFrame(columns=["mouse_id", "human_id", "homology_type"]))
-        build_corpus([spec["input"]], spec["out"], config=CorpusConfig(n_top=N_TOP, library_size=LIBRARY_SIZE),
-                     annotation=annotation, n_workers=spec["n_workers"], progress=False)
-    Path(spec["result"]).write_text(json.dumps({"work_s": time.perf_counter() - start}))
+        config = CorpusConfig(n_top=N_TOP, library_size=LIBRARY_SIZE, shard_format=spec["format"])
+        build_corpus([spec["input"]], spec["out"], config=config, annotation=annotation, n_workers=spec["n_workers"],
+                     progress=False)
+    Path(spec["result"]).write_text(json.dumps({"work_s": time.perf_counter() - start, "setup_s": setup}))
+
+
+def io_floor(spec: dict, chunk: int = 10_000) -> dict:
+    """Seconds to read the input's CSR rows and to write our shards' tables in the spec's format, nothing else: rows
+    read in the tokenising task's pieces (``PIECE_CELLS``) straight into buffers allocated once (h5py ``read_direct``),
+    each piece's table (made untimed by our ranking) appended to one file per ``chunk`` cells by the format's plain
+    writer. What no tokenizer reading this input and writing that format can beat."""
+    tokenizer, path = our_tokenizer(spec["dicts"]), Path(spec["input"])
+    col_token, col_median = tokenizer.column_tables(gene_ids(), "human")
+    read_s = write_s = 0.0
+    with h5py.File(path, "r") as f:
+        x = f["X"]
+        all_ptr, n_cells = x["indptr"][:], int(x.attrs["shape"][0])
+        room = int(np.diff(all_ptr).max()) * PIECE_CELLS
+        data, indices = np.empty(room, np.float32), np.empty(room, np.int32)
+        for start in range(0, n_cells, chunk):
+            dest = Path(spec["out"]) / f"floor-{start}{SHARD_FORMATS[spec['format']]}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            began = time.perf_counter()
+            writer = FloorWriter(dest, spec["format"])
+            write_s += time.perf_counter() - began
+            for a in range(start, min(start + chunk, n_cells), PIECE_CELLS):
+                b = min(a + PIECE_CELLS, n_cells, start + chunk)
+                began = time.perf_counter()
+                indptr = x["indptr"][a:b + 1]
+                lo, n = int(indptr[0]), int(indptr[-1] - indptr[0])
+                x["data"].read_direct(data, np.s_[lo:lo + n], np.s_[0:n])
+                x["indices"].read_direct(indices, np.s_[lo:lo + n], np.s_[0:n])
+                read_s += time.perf_counter() - began
+                counts = sp.csr_matrix((data[:n], indices[:n], indptr - lo), shape=(b - a, N_GENES))
+                table = rank_rows(counts, col_token, col_median, n_top=N_TOP, library_size=LIBRARY_SIZE,
+                                  n_tokens=len(tokenizer.vocab)).to_table("human", "synthetic")
+                began = time.perf_counter()
+                writer.append(table)
+                write_s += time.perf_counter() - began
+            began = time.perf_counter()
+            writer.close()
+            write_s += time.perf_counter() - began
+    return {"work_s": read_s + write_s, "read_s": read_s, "write_s": write_s, "setup_s": 0.0}
+
+
+class FloorWriter:
+    """The format's plain streaming writer: Parquet as our shards are (the floor of that format is its writer), Arrow
+    IPC with no options."""
+
+    def __init__(self, dest: Path, fmt: str):
+        self.sink = None if fmt == "parquet" else pa.OSFile(str(dest), "wb")
+        self.writer = pq.ParquetWriter(dest, SHARD_SCHEMA, compression="none", use_dictionary=["dataset"]) \
+            if fmt == "parquet" else pa.ipc.new_file(self.sink, SHARD_SCHEMA)
+
+    def append(self, table: pa.Table) -> None:
+        if self.sink is None:
+            self.writer.write_table(table, row_group_size=ROW_GROUP_CELLS)
+        else:
+            self.writer.write_table(table)
+
+    def close(self) -> None:
+        self.writer.close()
+        if self.sink is not None:
+            self.sink.close()
 
 
 class Run(NamedTuple):
     tool: str
     run: str
-    kind: str        # "geneformer", "files" or "corpus"
+    kind: str        # "geneformer", "files", "corpus" or "floor"
     n_workers: int
     cores: int       # cores it can use (Geneformer: one process whatever its nproc)
+    format: str = "parquet"  # our shard format
+    threads: int = 1         # our ranking threads per process
 
     @property
     def key(self) -> str:
-        return f"{self.kind}-{self.n_workers}"
+        return f"{self.kind}-{self.n_workers}-{self.format}-{self.threads}"
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -230,17 +309,25 @@ def measure(run: Run, spec: dict, workdir: Path, gf_python: Path | None) -> dict
 def speed_runs(args, data: Path, dicts: dict, gf_python: Path | None) -> tuple[list[dict], dict[str, Path]]:
     """Every run ``--repeats`` times, interleaved; the last outputs stay for the check."""
     runs = [Run("Geneformer", f"tokenize_data (nproc={args.workers})", "geneformer", args.workers, 1)] * bool(gf_python)
-    runs = list(dict.fromkeys(runs + [  # dict: with --workers 1, one tokenize_files run
-        Run("gc_lib", "tokenize_files", "files", 1, 1), Run("gc_lib", "tokenize_files", "files", *[args.workers] * 2),
-        Run("gc_lib", "build_corpus (QC + medians + tokens)", "corpus", *[args.workers] * 2)]))
+    w = args.workers
+    runs = list(dict.fromkeys(runs + [  # dict: with --workers 1, no repeated run
+        Run("floor", "read + write, Parquet", "floor", 1, 1, "parquet"),
+        Run("floor", "read + write, Arrow IPC", "floor", 1, 1, "arrow"),
+        Run("gc_lib", "tokenize_files, Parquet", "files", 1, 1, "parquet"),
+        Run("gc_lib", "tokenize_files, Arrow IPC", "files", 1, 1, "arrow"),
+        Run("gc_lib", "tokenize_files, Arrow IPC, 2 threads", "files", 1, 2, "arrow", 2),
+        Run("gc_lib", "tokenize_files, Parquet", "files", w, w, "parquet"),
+        Run("gc_lib", "tokenize_files, Arrow IPC", "files", w, w, "arrow"),
+        Run("gc_lib", "build_corpus (QC + medians + tokens), Parquet", "corpus", w, w, "parquet"),
+        Run("gc_lib", "build_corpus (QC + medians + tokens), Arrow IPC", "corpus", w, w, "arrow")]))
     outs = {r.key: args.workdir / "out" / r.key for r in runs}
     common = {"input": str(data), "dicts": dicts, "data_dir": str(data.parent), "prefix": GF_PREFIX,
               "model_input_size": N_TOP}
     rows = []
     for repeat in range(args.repeats):
         for run in runs:
-            spec = common | {"kind": run.kind, "n_workers": run.n_workers, "nproc": run.n_workers,
-                             "out": str(outs[run.key]), "out_dir": str(outs[run.key])}
+            spec = common | {"kind": run.kind, "n_workers": run.n_workers, "nproc": run.n_workers, "format": run.format,
+                             "threads": run.threads, "out": str(outs[run.key]), "out_dir": str(outs[run.key])}
             rows.append(run._asdict() | {"repeat": repeat, "cells": args.cells}
                         | measure(run, spec, args.workdir, gf_python))
             print(f"  {run.tool} {run.run} ×{run.n_workers} #{repeat + 1}: {rows[-1]['work_s']:.2f} s", flush=True)
@@ -252,7 +339,7 @@ def memory_runs(args) -> list[dict]:
     rows, run = [], Run("gc_lib", "build_corpus", "corpus", args.workers, args.workers)
     for n_cells in args.memory_cells:
         data, meta = ensure_input(args.workdir, n_cells, SPARSE)
-        spec = {"kind": "corpus", "input": str(data), "n_workers": args.workers,
+        spec = {"kind": "corpus", "input": str(data), "n_workers": args.workers, "format": "parquet", "threads": 1,
                 "out": str(args.workdir / "out" / f"memory-{n_cells}")}
         rows.append({"cells": n_cells, "input": meta} | measure(run, spec, args.workdir, None))
         print(f"  build_corpus {n_cells:,} cells: {rows[-1]['work_s']:.1f} s", flush=True)
@@ -304,17 +391,28 @@ def md_table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def speed_table(rows: list[dict]) -> list[str]:
-    """One line per run: median times over the repeats, the largest peak RSS."""
-    lines, gf_rate = [], None
-    for _, g in pd.DataFrame(rows).groupby(["kind", "n_workers"], sort=False):
-        r, work = g.iloc[0], g["work_s"].median()
-        rate = r["cells"] / work
-        gf_rate = rate if r["kind"] == "geneformer" else gf_rate
-        lines.append([r["tool"], r["run"], r["cores"], f"{r['cells']:,}", f"{work:.2f}", f"{g['wall_s'].median():.2f}",
-                      f"{rate:,.0f}", f"{rate / r['cores']:,.0f}", f"{rate / gf_rate:.1f}×" if gf_rate else "–",
+    """One line per run: median times over the repeats, the largest peak RSS; ratios to Geneformer and to the floor
+    of the run's shard format."""
+    frame = pd.DataFrame(rows)
+    groups = list(frame.groupby(["kind", "n_workers", "format", "threads"], sort=False))
+    medians = {key: g["work_s"].median() for key, g in groups}
+    after = {key: (g["work_s"] - g["setup_s"]).median() for key, g in groups}
+    gf = next(((medians[k], after[k]) for k in medians if k[0] == "geneformer"), None)
+    floors = {fmt: w for (kind, _, fmt, _), w in medians.items() if kind == "floor"}
+    lines = []
+    for key, g in groups:
+        (kind, _, fmt, _), r, work, rest = key, g.iloc[0], medians[key], after[key]
+        ours = kind in ("files", "corpus")
+        lines.append([r["tool"], f"{r['run']} ×{r['n_workers']}" if ours else r["run"], r["cores"], f"{r['cells']:,}",
+                      f"{work:.2f}", f"{work - rest:.2f}", f"{g['wall_s'].median():.2f}", f"{r['cells'] / work:,.0f}",
+                      f"{r['cells'] / rest:,.0f}", f"{r['cells'] / rest / r['cores']:,.0f}",
+                      f"{gf[0] / work:.1f}×" if gf and kind != "floor" else "–",
+                      f"{gf[1] / rest:.1f}×" if gf and kind != "floor" else "–",
+                      f"{rest / floors[fmt]:.1f}×" if ours and r["cores"] == 1 and fmt in floors else "–",
                       f"{g['peak_rss_mb'].max():,.0f}", f"{g['cpu_s'].median():.1f}"])
-    return md_table(["tool", "run", "cores", "cells", "median s", "wall s", "cells/s", "cells/s per core",
-                     "vs Geneformer", "peak RSS MB", "CPU s"], lines)
+    return md_table(["tool", "run", "cores", "cells", "median s", "set-up s", "wall s", "cells/s",
+                     "cells/s after set-up", "per core", "vs Geneformer", "vs Geneformer after set-up", "vs floor",
+                     "peak RSS MB", "CPU s"], lines)
 
 
 def memory_table(rows: list[dict], workers: int) -> list[str]:
@@ -376,8 +474,8 @@ def main() -> None:
     dicts = write_dictionaries(args.workdir / "dictionaries")
     print(f"speed: {args.repeats} repeats on {args.cells:,} cells", flush=True)
     speed, outs = speed_runs(args, data, dicts, gf_python)
-    check = check_tokens(data, dicts, outs[f"geneformer-{args.workers}"], outs["files-1"], args.cells) \
-        if gf_python else None
+    check = check_tokens(data, dicts, outs[f"geneformer-{args.workers}-parquet-1"], outs["files-1-parquet-1"],
+                         args.cells) if gf_python else None
     memory = [] if args.skip_memory else memory_runs(args)
     shutil.rmtree(args.workdir / "out", ignore_errors=True)
     info["load_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -1,24 +1,27 @@
 """Where ``tokenize_files`` spends its time, stage by stage, beside the I/O floor measured in the same run (issue 18).
 
 What: on the tokenizer benchmark's synthetic input (``benchmarks/tokenize.py``: 20,000 genes, 2,000–4,000 expressed
-per cell, the same file and tokenizer), one process, the stages of the tokenising task for every 10,000-cell chunk:
+per cell, the same file and tokenizer), one process, the stages of the tokenising task for every piece of
+``_passes.PIECE_CELLS`` cells (the unit it reads, ranks and appends to its 10,000-cell shard):
 
 - ``read``: ``_count_store.read_rows`` (h5py slices of ``indptr``/``data``/``indices`` and the CSR matrix);
 - ``rank``: ``tokenizer.rank_rows`` (dtype checks, the numba top-k kernel, offsets), and within it ``kernel``, the
   kernel call alone on the same arrays;
-- ``arrow``: ``TokenizedCells.to_table`` (the Arrow table of the shard);
-- ``parquet``: ``tokenizer.write_shard`` (the shard as written today);
-- ``sha256``: the manifest's checksum of the finished shard (``_passes.shard_stats``);
-and the **floors** for the same chunks: ``read floor`` (the three h5py slices alone, no matrix), ``write floor,
+- ``arrow table``: ``TokenizedCells.to_table`` (the Arrow table of the shard);
+- ``shard, Parquet`` and ``shard, Arrow IPC``: ``shards.write_shard`` of that table in each format;
+- ``digest``: the manifest's xxh3-128 of the finished shard (``shards.shard_digest``), and for comparison the
+  ``sha256`` the manifest recorded before;
+and the **floors** for the same pieces: ``read floor`` (the three h5py slices alone, no matrix), ``write floor,
 raw`` (the shard's id, value and offset bytes written with ``ndarray.tofile``), ``write floor, Arrow IPC`` (the same
 Arrow table as an uncompressed Feather v2 file) and ``write floor, Parquet flat`` (ids and values as two flat
-columns plus offsets, no dictionary). Also ``tokenize_files`` end to end in one process on the same file.
+columns plus offsets, no dictionary). Also ``tokenize_files`` end to end in one process on the same file, with
+each shard format, and with two ranking threads.
 Why: the issue's target is within 1.5× of the I/O floor of the format used; this makes the ratio visible.
 How::
 
     .venv/bin/python -P benchmarks/tokenize_profile.py [--cells 20000] [--repeats 3] [--workdir DIR]
 
-Times are µs per cell, medians over ``--repeats`` passes over the file; each chunk is read once untimed first, so
+Times are µs per cell, medians over ``--repeats`` passes over the file; each piece is read once untimed first, so
 the read and its floor both find it in the page cache (a cold read measures the disk, not the code). Results:
 printed, and ``tokenize_profile.json`` in the workdir.
 """
@@ -39,33 +42,38 @@ import pyarrow.parquet as pq
 
 from gc_lib.corpus import _kernels as kernels
 from gc_lib.corpus._count_store import read_rows
+from gc_lib.corpus._passes import PIECE_CELLS
 from gc_lib.corpus.builder import tokenize_files
-from gc_lib.corpus.tokenizer import _token_bits, rank_rows, write_shard
+from gc_lib.corpus.shards import shard_digest, write_shard
+from gc_lib.corpus.tokenizer import _token_bits, rank_rows
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CHUNK = 10_000
+CHUNK = PIECE_CELLS  # the unit the tokenising task reads, ranks and appends to its shard
 
 
 def stage_times(path: Path, tokenizer, scratch: Path) -> dict[str, float]:
-    """Seconds per stage for one pass over the file, chunk by chunk, as the tokenising task does it."""
+    """Seconds per stage for one pass over the file, piece by piece as the tokenising task does it (each piece's
+    shard written as a file of its own here)."""
     col_token, col_median = tokenizer.column_tables(_gene_ids(path), "human")
     col_token, col_median = col_token.astype(np.int32), col_median.astype(np.float64)
     with h5py.File(path, "r") as f:
         n_cells = int(f["X"].attrs["shape"][0])
-    times = dict.fromkeys(["read", "rank", "kernel", "arrow", "parquet", "sha256", "read floor", "write floor, raw",
-                           "write floor, Arrow IPC", "write floor, Parquet flat"], 0.0)
+    times = dict.fromkeys(["read", "rank", "kernel", "arrow table", "shard, Parquet", "shard, Arrow IPC", "digest",
+                           "sha256 (before)", "read floor", "write floor, raw", "write floor, Arrow IPC",
+                           "write floor, Parquet flat"], 0.0)
     for start in range(0, n_cells, CHUNK):
         stop = min(start + CHUNK, n_cells)
-        _read_floor(path, start, stop)  # untimed: the chunk in the page cache for the read and its floor alike
+        _read_floor(path, start, stop)  # untimed: the piece in the page cache for the read and its floor alike
         counts = _timed(times, "read", read_rows, path, start, stop)
         cells = _timed(times, "rank", rank_rows, counts, col_token, col_median, n_top=tokenizer.n_top,
                        library_size=tokenizer.library_size, n_tokens=len(tokenizer.vocab), row_offset=start)
         _timed(times, "kernel", _kernel_only, counts, col_token, col_median, tokenizer)
-        table = _timed(times, "arrow", cells.to_table, "human", "synthetic")
-        shard = scratch / f"shard-{start}.parquet"
-        _timed(times, "parquet", write_shard, table, shard)
-        _timed(times, "sha256", _sha256, shard)
+        table = _timed(times, "arrow table", cells.to_table, "human", "synthetic")
+        _timed(times, "shard, Parquet", write_shard, table, scratch / f"shard-{start}.parquet")
+        shard = _timed(times, "shard, Arrow IPC", write_shard, table, scratch / f"shard-{start}.arrow")
+        _timed(times, "digest", shard_digest, shard)
+        _timed(times, "sha256 (before)", _sha256, shard)
         _timed(times, "read floor", _read_floor, path, start, stop)
         _timed(times, "write floor, raw", _write_raw, cells, scratch / f"raw-{start}.bin")
         _timed(times, "write floor, Arrow IPC", feather.write_feather, table, scratch / f"ipc-{start}.arrow",
@@ -126,12 +134,21 @@ def _write_flat_parquet(cells, dest: Path) -> None:
     pq.write_table(pa.table({"offsets": cells.offsets}), dest.with_suffix(".offsets.parquet"), compression="none")
 
 
-def end_to_end(path: Path, tokenizer, scratch: Path) -> float:
-    out = scratch / "tokenized"
-    shutil.rmtree(out, ignore_errors=True)
-    began = time.perf_counter()
-    tokenize_files([path], out, tokenizer, n_workers=1, progress=False)
-    return time.perf_counter() - began
+END_TO_END = {"tokenize_files, end to end, Parquet": {"shard_format": "parquet"},
+              "tokenize_files, end to end, Arrow IPC": {"shard_format": "arrow"},
+              "tokenize_files, end to end, Arrow IPC, 2 threads": {"shard_format": "arrow", "threads": 2}}
+
+
+def end_to_end(path: Path, tokenizer, scratch: Path) -> dict[str, float]:
+    """Seconds of ``tokenize_files`` in this process (one worker), per setting of :data:`END_TO_END`."""
+    times = {}
+    for name, options in END_TO_END.items():
+        out = scratch / "tokenized"
+        shutil.rmtree(out, ignore_errors=True)
+        began = time.perf_counter()
+        tokenize_files([path], out, tokenizer, n_workers=1, progress=False, **options)
+        times[name] = time.perf_counter() - began
+    return times
 
 
 def main() -> None:
@@ -143,13 +160,11 @@ def main() -> None:
     bench = runpy.run_path(str(HERE / "tokenize.py"), run_name="tokenize_bench")  # its input and tokenizer
     path, meta = bench["ensure_input"](args.workdir, args.cells, bench["DENSE"])
     tokenizer = bench["our_tokenizer"](bench["write_dictionaries"](args.workdir / "dictionaries"))
-    runs, totals = [], []
+    runs = []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
-            runs.append(stage_times(path, tokenizer, Path(scratch)))
-            totals.append(end_to_end(path, tokenizer, Path(scratch)))
+            runs.append(stage_times(path, tokenizer, Path(scratch)) | end_to_end(path, tokenizer, Path(scratch)))
     per_cell = {k: float(np.median([r[k] for r in runs])) / args.cells * 1e6 for k in runs[0]}
-    per_cell["tokenize_files, end to end"] = float(np.median(totals)) / args.cells * 1e6
     result = {"cells": args.cells, "input": meta, "repeats": args.repeats, "us_per_cell": per_cell}
     (args.workdir / "tokenize_profile.json").write_text(json.dumps(result, indent=1))
     print("| stage | µs per cell |\n|---|---|")

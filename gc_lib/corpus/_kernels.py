@@ -1,8 +1,9 @@
 """Compiled (numba) kernels of the corpus builder and tokenizer, each over one CSR chunk of cells.
 
 Why compiled: a cell holds 2–4k expressed genes and must become its top-N genes sorted by normalised
-value; a per-cell ``numpy.argsort`` costs ~140 µs, the LSD radix sort below ~45 µs, and the Python loop
-around either would dominate. Every kernel takes the three CSR arrays (``data``, ``indices``, ``indptr``)
+value; a per-cell ``numpy.argsort`` costs ~140 µs, the whole ranking kernel below ~35 µs (two radix passes
+over the leading bits of each key, then an exact finish; benchmarks/RESULTS.md), and the Python loop around
+either would dominate. Every kernel takes the three CSR arrays (``data``, ``indices``, ``indptr``)
 plus per-column lookup tables prepared once per input file, so no Python runs per cell.
 
 Conventions shared by the kernels:
@@ -25,13 +26,25 @@ _U32_MAX = np.uint64(0x7FFFFFFF)  # positive float32 bit patterns are below 2**3
 
 @nb.njit(cache=True, nogil=True)
 def _cell_scale(data, indptr, r, library_size):
-    """Factor that scales row ``r`` to ``library_size`` total counts (1 when ``library_size`` is 0: off)."""
+    """Factor that scales row ``r`` to ``library_size`` total counts (1 when ``library_size`` is 0: off).
+
+    Four running sums, so the additions do not wait on each other (2× faster than one); for counts, which are
+    integers, any order of addition gives the exact total.
+    """
     if library_size <= 0:
         return 1.0
-    total = 0.0
-    for p in range(indptr[r], indptr[r + 1]):
-        total += data[p]
-    return library_size / total
+    a0 = a1 = a2 = a3 = 0.0
+    p, end = indptr[r], indptr[r + 1]
+    while p + 4 <= end:
+        a0 += data[p]
+        a1 += data[p + 1]
+        a2 += data[p + 2]
+        a3 += data[p + 3]
+        p += 4
+    while p < end:
+        a0 += data[p]
+        p += 1
+    return library_size / ((a0 + a1) + (a2 + a3))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -153,6 +166,96 @@ def radix_sort_u64(keys, tmp, n, n_bits):
             keys[i] = src[i]
 
 
+#: the ranking sort orders keys by the top SORTED_BITS bits of their ratio span, in two radix passes of 10 bits
+#: (1,024 buckets); keys sharing those bits (few, but every exact tie) are then ordered whole by :func:`order_runs`.
+#: Two passes over 20 bits measured ~6 µs per cell faster than three over the full ~27-bit span
+#: (benchmarks/tokenize_profile.py, 2,000–4,000 genes per cell)
+SORTED_BITS = 20
+DIGIT_BITS = 10
+#: runs up to this length are ordered by insertion sort, longer ones by radix_sort_u64
+SHORT_RUN = 24
+
+
+@nb.njit(cache=True, nogil=True)
+def _bucket_shift(lo, hi):
+    """Bits dropped from ``ratio part - lo`` so that what is left of the span ``hi - lo`` fits SORTED_BITS."""
+    span, n_bits = hi - lo, 0
+    while span > np.uint64(0):
+        n_bits += 1
+        span >>= np.uint64(1)
+    return max(0, n_bits - SORTED_BITS)
+
+
+@nb.njit(cache=True, nogil=True)
+def radix_sort_prefix(keys, tmp, hist, n, low_bits, lo, hi):
+    """Sort ``keys[:n]`` stably by their bucket ``((key >> low_bits) - lo) >> shift`` (:func:`_bucket_shift`); the
+    ratio parts ``key >> low_bits`` lie in ``[lo, hi]``. ``hist`` needs ``(2, 2**DIGIT_BITS)`` int64 entries.
+
+    LSD radix: both digit histograms counted in one pass, then one scatter per digit that varies.
+    """
+    shift = np.uint64(_bucket_shift(lo, hi))
+    low, mask = np.uint64(low_bits), np.uint64((1 << DIGIT_BITS) - 1)
+    hist[:, :] = 0
+    for i in range(n):
+        v = ((keys[i] >> low) - lo) >> shift
+        hist[0, v & mask] += 1
+        hist[1, v >> np.uint64(DIGIT_BITS)] += 1
+    src, dst = keys, tmp
+    for d in range(2):
+        running, varies = 0, True
+        for b in range(1 << DIGIT_BITS):
+            c = hist[d, b]
+            varies = varies and c != n
+            hist[d, b] = running
+            running += c
+        if not varies:  # one bucket holds every key: the digit is constant, the pass would change nothing
+            continue
+        digit_shift = shift + np.uint64(DIGIT_BITS * d)
+        for i in range(n):
+            k = src[i]
+            b = (((k >> low) - lo) >> digit_shift) & mask
+            dst[hist[d, b]] = k
+            hist[d, b] += 1
+        src, dst = dst, src
+    if src is not keys:
+        keys[:n] = src[:n]
+
+
+@nb.njit(cache=True, nogil=True)
+def _sort_run(keys, tmp, i, j):
+    """Sort ``keys[i:j]`` ascending (already-sorted runs, the usual case, cost one scan)."""
+    for q in range(i + 1, j):
+        if keys[q] < keys[q - 1]:
+            break
+    else:
+        return
+    if j - i <= SHORT_RUN:
+        for a in range(i + 1, j):
+            v, q = keys[a], a - 1
+            while q >= i and keys[q] > v:
+                keys[q + 1] = keys[q]
+                q -= 1
+            keys[q + 1] = v
+    else:
+        radix_sort_u64(keys[i:j], tmp, j - i, 64)
+
+
+@nb.njit(cache=True, nogil=True)
+def order_runs(keys, tmp, n, m, low_bits, lo, hi):
+    """After :func:`radix_sort_prefix`, sort each run of keys sharing a bucket by the whole key (ratio, then token);
+    only runs starting among the first ``m`` keys matter, and a run crossing position ``m`` is sorted whole, so the
+    cut keeps exactly the right keys."""
+    shift, low = np.uint64(_bucket_shift(lo, hi)), np.uint64(low_bits)
+    i = 0
+    while i < m:
+        bucket, j = ((keys[i] >> low) - lo) >> shift, i + 1
+        while j < n and (((keys[j] >> low) - lo) >> shift) == bucket:
+            j += 1
+        if j - i > 1:
+            _sort_run(keys, tmp, i, j)
+        i = j
+
+
 @nb.njit(cache=True, nogil=True)
 def tokenize_csr(data, indices, indptr, keep, col_token, col_median, n_top, library_size, token_bits,
                  out_ids, out_values, out_lengths):
@@ -161,37 +264,47 @@ def tokenize_csr(data, indices, indptr, keep, col_token, col_median, n_top, libr
     Outputs are flat: kept cell ``i`` owns ``out_ids[offset_i : offset_i + out_lengths[i]]``; ``out_ids`` and
     ``out_values`` need room for ``sum(min(nnz_i, n_top))``; ``token_bits`` must hold the largest token id.
     Genes are ranked by ``ratio = float32(count * scale / median)`` (the value is ``log2(1 + ratio)``, so the
-    order is the same) with one unsigned sort of ``(2**31 - 1 - bits(ratio)) << token_bits | token``: ratio
-    descending, then token ascending. The logarithm is taken only for the genes kept.
+    order is the same) through the key ``(2**31 - 1 - bits(ratio)) << token_bits | token``, sorted ascending —
+    ratio descending, then token ascending — by a radix sort of its leading bits (:func:`radix_sort_prefix`) and an
+    exact finish (:func:`order_runs`). The logarithm is taken only for the genes kept, once per distinct ratio.
     """
     max_nnz = 0
     for r in range(indptr.size - 1):
         max_nnz = max(max_nnz, indptr[r + 1] - indptr[r])
     keys = np.empty(max_nnz, np.uint64)
     tmp = np.empty(max_nnz, np.uint64)
-    token_mask = (np.uint64(1) << np.uint64(token_bits)) - np.uint64(1)
+    hist = np.empty((2, 1 << DIGIT_BITS), np.int64)
+    low = np.uint64(token_bits)
+    token_mask = (np.uint64(1) << low) - np.uint64(1)
     pos = 0
     cell = 0
     for r in range(indptr.size - 1):
         if not keep[r]:
             continue
         scale = _cell_scale(data, indptr, r, library_size)
-        k = 0
+        k, lo, hi = 0, _U32_MAX, np.uint64(0)
         for p in range(indptr[r], indptr[r + 1]):
             j = indices[p]
             t = col_token[j]
             c = data[p]
             if t >= 0 and c > 0:
                 ratio = np.float32(c * scale / col_median[j])
-                bits = np.uint64(ratio.view(np.uint32))
-                keys[k] = ((_U32_MAX - bits) << np.uint64(token_bits)) | np.uint64(t)
+                inverse = _U32_MAX - np.uint64(ratio.view(np.uint32))
+                keys[k] = (inverse << low) | np.uint64(t)
+                lo, hi = min(lo, inverse), max(hi, inverse)
                 k += 1
-        radix_sort_u64(keys, tmp, k, 31 + token_bits)
+        radix_sort_prefix(keys, tmp, hist, k, token_bits, lo, hi)
         m = min(k, n_top)
+        order_runs(keys, tmp, k, m, token_bits, lo, hi)
+        last, value = _U32_MAX + np.uint64(1), np.float32(0)
         for i in range(m):
             out_ids[pos + i] = np.int32(keys[i] & token_mask)
-            ratio = np.uint32(_U32_MAX - (keys[i] >> np.uint64(token_bits))).view(np.float32)
-            out_values[pos + i] = np.float32(np.log2(1.0 + np.float64(ratio)))
+            inverse = keys[i] >> low
+            if inverse != last:
+                ratio = np.uint32(_U32_MAX - inverse).view(np.float32)
+                value = np.float32(np.log2(1.0 + np.float64(ratio)))
+                last = inverse
+            out_values[pos + i] = value
         out_lengths[cell] = m
         pos += m
         cell += 1

@@ -9,7 +9,8 @@ the number of cells:
 2. **medians** — every gene's corpus-wide non-zero median over the kept cells (:mod:`gc_lib.corpus.medians`),
    which also fixes the vocabulary: genes expressed in at least one kept cell (:mod:`gc_lib.corpus.vocab`),
    plus any ``extra_genes`` that none expresses, with a median by rule (:mod:`gc_lib.corpus.extra_genes`);
-3. **tokens** — each kept cell's top-``n_top`` genes (:mod:`gc_lib.corpus.tokenizer`), one Parquet shard per chunk.
+3. **tokens** — each kept cell's top-``n_top`` genes (:mod:`gc_lib.corpus.tokenizer`), one shard per chunk
+   (Parquet, or Arrow IPC with ``shard_format="arrow"``: :mod:`gc_lib.corpus.shards`).
 
 Output directory::
 
@@ -17,7 +18,7 @@ Output directory::
                        (last written)
     vocab.json  medians.parquet  tokenizer.json      the tokenizer (Tokenizer.load(out_dir))
     qc/<dataset>.parquet  qc_report.parquet  genes_report.parquet
-    shards/<dataset>-<first row>.parquet
+    shards/<dataset>-<first row>.parquet (or .arrow)
     build.json         what is being built, so an interrupted build resumes only into the same build
 
 Every file is written atomically. Rerunning after an interruption reuses the finished passes and shards
@@ -39,7 +40,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -49,7 +49,8 @@ from ._count_store import StoreInfo, describe_store
 from .extra_genes import add_extra_genes, check_extra_genes, table_hash
 from .medians import grid_for, medians_from_histogram
 from .qc import COUNTED_BIOTYPES, MITO_PREFIX, QCConfig, apply_qc
-from .tokenizer import DEFAULT_COMPRESSION, Tokenizer
+from .shards import DEFAULT_COMPRESSION, SHARD_FORMATS, check_format, read_shard
+from .tokenizer import Tokenizer
 from .vocab import SPECIAL_TOKENS, build_vocabulary, strip_version
 
 
@@ -58,8 +59,15 @@ class CorpusConfig:
     n_top: int = 2048                  # tokens per cell: its top-N genes by normalised value (paper: 2048)
     library_size: float | None = None  # scale counts to this total per cell first (published code: off)
     chunk_size: int = 10_000           # cells per read, per task and per shard; bounds memory
-    compression: str = DEFAULT_COMPRESSION  # Parquet codec of the shards ("none", "zstd", "snappy", "lz4")
+    compression: str = DEFAULT_COMPRESSION  # codec of the shards ("none", "zstd", "lz4"; Parquet also "snappy")
+    shard_format: str = "parquet"       # "parquet" or "arrow" (Arrow IPC: ~7× faster to write; gc_lib.corpus.shards)
+    threads: int = 1                   # ranking threads per worker process (same output; the kernel frees the GIL)
     qc: QCConfig = field(default_factory=QCConfig)  # per-dataset cell QC (gc_lib.corpus.qc)
+
+    def __post_init__(self):
+        check_format(self.shard_format, self.compression)
+        if not (isinstance(self.threads, int) and self.threads >= 1):
+            raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
 
 
 @dataclass(frozen=True)
@@ -175,9 +183,10 @@ def _token_pass(pool, infos, keeps, tokenizer: Tokenizer, config: CorpusConfig, 
     for info, keep in zip(infos, keeps):
         col_token, col_median = tokenizer.column_tables(info.gene_ids, info.species)
         options = {"n_top": config.n_top, "library_size": config.library_size, "n_tokens": len(tokenizer.vocab),
-                   "species": info.species, "dataset": info.dataset, "compression": config.compression}
+                   "species": info.species, "dataset": info.dataset, "compression": config.compression,
+                   "threads": config.threads}
         for start, stop in _chunks(info.n_cells, config.chunk_size):
-            dest = shard_dir / f"{_safe_name(info.dataset)}-{start:010d}.parquet"
+            dest = shard_dir / f"{_safe_name(info.dataset)}-{start:010d}{SHARD_FORMATS[config.shard_format]}"
             if dest.exists():  # finished by an interrupted run (shards appear only complete)
                 existing.append((dest, int(keep[start:stop].sum())))
                 continue
@@ -188,7 +197,7 @@ def _token_pass(pool, infos, keeps, tokenizer: Tokenizer, config: CorpusConfig, 
 
 
 def _count_tokens(shard: Path) -> int:
-    return int(pq.read_table(shard, columns=["length"])["length"].to_numpy().sum())
+    return int(read_shard(shard, columns=["length"])["length"].to_numpy().sum())
 
 
 def _safe_name(name: str) -> str:
@@ -202,7 +211,11 @@ def _safe_name(name: str) -> str:
 def _build_key(infos: list[StoreInfo], config: CorpusConfig, extra: pd.DataFrame | None) -> dict:
     sources = [{"path": str(i.path.resolve()), "bytes": _size(i.path), "mtime_ns": i.path.stat().st_mtime_ns}
                for i in infos]
-    key = {"sources": sources, "config": json.loads(json.dumps(asdict(config))), "gc_lib": __version__}
+    settings = asdict(config)
+    del settings["threads"]  # how fast, not what: the same shards with any number of threads
+    if settings["shard_format"] == "parquet":  # absent for the default, so corpora built before the option stay valid
+        del settings["shard_format"]
+    key = {"sources": sources, "config": json.loads(json.dumps(settings)), "gc_lib": __version__}
     if extra is not None:  # absent without extra genes, so corpora built before the option stay valid
         key["extra_genes"] = {"genes": len(extra), "sha256": table_hash(extra)}
     return key
@@ -345,20 +358,21 @@ def _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shard
 
 
 def tokenize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, tokenizer: Tokenizer, *,
-                   chunk_size: int = 10_000, compression: str = DEFAULT_COMPRESSION, n_workers: int | None = None,
-                   progress: bool = True) -> dict:
+                   chunk_size: int = 10_000, compression: str = DEFAULT_COMPRESSION, shard_format: str = "parquet",
+                   threads: int = 1, n_workers: int | None = None, progress: bool = True) -> dict:
     """Tokenise new contract ``.h5ad``/``.zarr`` files with an existing tokenizer (e.g. a corpus's, for
     inference): every cell, no QC, the same kernel and shard format as :func:`build_corpus`.
 
-    Writes ``out_dir/shards/*.parquet`` and ``out_dir/manifest.json`` (vocabulary hash, per-input genes in the
-    vocabulary, shards); returns the manifest. Bad input raises ``ValueError`` before anything is written.
+    Writes ``out_dir/shards/*.parquet`` (``*.arrow`` with ``shard_format="arrow"``) and ``out_dir/manifest.json``
+    (vocabulary hash, per-input genes in the vocabulary, shards); returns the manifest. ``n_workers`` processes,
+    each ranking with ``threads`` threads. Bad input raises ``ValueError`` before anything is written.
     """
     out_dir = Path(out_dir)
     infos = [describe_store(p) for p in inputs]
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ValueError(f"{out_dir} is not empty; choose a new directory for the tokenised files")
     config = CorpusConfig(n_top=tokenizer.n_top, library_size=tokenizer.library_size, chunk_size=chunk_size,
-                          compression=compression)
+                          compression=compression, shard_format=shard_format, threads=threads)
     keeps = [np.ones(i.n_cells, dtype=bool) for i in infos]
     with _executor(n_workers or os.cpu_count() or 1) as pool:
         shards = _token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
@@ -382,5 +396,5 @@ def shard_paths(out_dir: str | os.PathLike) -> list[Path]:
 
 def read_corpus(out_dir: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The whole corpus as one DataFrame (for small corpora and notebooks; stream shards for large ones)."""
-    tables = [pq.read_table(p, columns=list(columns) if columns else None) for p in shard_paths(out_dir)]
+    tables = [read_shard(p, columns) for p in shard_paths(out_dir)]
     return pa.concat_tables(tables).to_pandas()

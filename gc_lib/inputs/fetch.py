@@ -73,7 +73,11 @@ class Archive:
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+    return file_digest(path, hashlib.sha256(), chunk)
+
+
+def file_digest(path: str | os.PathLike, digest, chunk: int = 1 << 20) -> str:
+    """Hex digest of a file read in chunks into ``digest`` (any hashlib-style object: ``update``, ``hexdigest``)."""
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ..corpus.shards import Shard
 from .masking import CellBatch, MaskingCollator
 
 _U64 = np.uint64
@@ -90,9 +90,9 @@ class ShardIndex:
         paths = _as_paths(shards)
         units, counts, pos, length = [], [], [], []
         for s, path in enumerate(paths):
-            file = pq.ParquetFile(path)
-            for g in range(file.num_row_groups):
-                table = file.read_row_group(g, columns=["dataset", "row", "length"])
+            file = Shard(path)
+            for g in range(file.num_groups):
+                table = file.read_group(g, columns=["dataset", "row", "length"])
                 datasets = table.column("dataset").combine_chunks().dictionary_encode()
                 names, codes = datasets.dictionary.to_pylist(), datasets.indices.to_numpy()
                 rows = table.column("row").to_numpy()
@@ -276,7 +276,7 @@ class PretrainDataset(IterableDataset):
 
     def _read_unit(self, unit: int, rows: np.ndarray) -> list[dict]:
         shard, group = self.index.units[unit]
-        table = pq.ParquetFile(self.index.paths[shard]).read_row_group(
+        table = Shard(self.index.paths[shard]).read_group(
             int(group), columns=["input_ids", "values", "species", "dataset", "row"])
         ids, values = (table.column(c).combine_chunks() for c in ("input_ids", "values"))
         id_off, val_off = ids.offsets.to_numpy(), values.offsets.to_numpy()

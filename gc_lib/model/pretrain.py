@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from ..core.atomic import write_json
+from ..corpus.shards import manifest_digest
 from ..corpus.vocab import Vocabulary
 from ..priors.store import PRIOR_NAMES, load_priors
 from .architecture import ModelConfig, build_model
@@ -211,14 +212,15 @@ def pretrain(corpus_dir, out_dir, model_config: ModelConfig, config: TrainConfig
 
 def corpus_hash(corpus_dir) -> str:
     """sha256 of what a corpus feeds a run, from its ``manifest.json``: the vocabulary hash and each shard's file
-    name and sha256 (recorded when the shard was written). Not the creation time or source paths, so an identical
-    rebuild still matches; the shards are not re-read (a corpus can be hundreds of GB)."""
+    name and content digest (recorded when the shard was written; :func:`gc_lib.corpus.shards.manifest_digest`).
+    Not the creation time or source paths, so an identical rebuild still matches; the shards are not re-read (a
+    corpus can be hundreds of GB)."""
     path = Path(corpus_dir) / "manifest.json"
     if not path.exists():
         raise FileNotFoundError(f"{corpus_dir} holds no finished corpus (no manifest.json); run build_corpus")
     manifest = json.loads(path.read_text())
     vocab_hash = manifest.get("vocabulary", {}).get("hash") or manifest.get("vocabulary_hash")
-    payload = {"vocabulary": vocab_hash, "shards": [[s["file"], s["sha256"]] for s in manifest["shards"]]}
+    payload = {"vocabulary": vocab_hash, "shards": [[s["file"], manifest_digest(s)] for s in manifest["shards"]]}
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
 
 

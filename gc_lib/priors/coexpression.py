@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from ..corpus.builder import shard_paths
+from ..corpus.shards import read_shard
 from ..corpus.vocab import Vocabulary
 from .gene2vec import Gene2VecConfig, embed_pairs
 from .store import ORTHOLOGY, PriorTable, align_to_vocab, standardise
@@ -49,7 +49,7 @@ def _dataset_rows(shards: list[Path]) -> pd.DataFrame:
     """Where each cell lives: ``shard`` (index into ``shards``), ``row`` (row in the shard), ``dataset``."""
     parts = []
     for i, path in enumerate(shards):
-        names = pq.read_table(path, columns=["dataset"])["dataset"].to_numpy(zero_copy_only=False)
+        names = read_shard(path, columns=["dataset"])["dataset"].to_numpy(zero_copy_only=False)
         parts.append(pd.DataFrame({"shard": i, "row": np.arange(len(names)), "dataset": names}))
     return pd.concat(parts, ignore_index=True)
 
@@ -58,7 +58,7 @@ def _sample_cells(shards: list[Path], where: pd.DataFrame) -> tuple[np.ndarray, 
     """CSR pieces (indptr, token ids, values) of the chosen cells, read shard by shard."""
     ids, values, lengths = [], [], []
     for shard, rows in where.groupby("shard", sort=True)["row"]:
-        table = pq.read_table(shards[shard], columns=["input_ids", "values"]).take(pa.array(np.sort(rows.to_numpy())))
+        table = read_shard(shards[shard], columns=["input_ids", "values"]).take(pa.array(np.sort(rows.to_numpy())))
         id_lists = table["input_ids"].combine_chunks()
         ids.append(id_lists.flatten().to_numpy())
         values.append(table["values"].combine_chunks().flatten().to_numpy())

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ..corpus.builder import shard_paths
+from ..corpus.shards import Shard
 from . import dosage, finetune
 from .cell_tokens import CellTokens
 
@@ -41,7 +41,7 @@ def iter_corpus_batches(corpus_dir: str | os.PathLike, columns: Sequence[str], *
     """``(position of the batch's first cell, record batch)`` over every shard of the corpus, in manifest order."""
     offset = 0
     for path in tqdm(shard_paths(corpus_dir), desc="corpus shards", disable=not progress):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=list(columns)):
+        for batch in Shard(path).iter_batches(batch_size, columns):
             yield offset, batch
             offset += batch.num_rows
 

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 
+from gc_lib.corpus import _passes as corpus_tasks
 from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, read_corpus, shard_paths, tokenize_files
 from gc_lib.corpus.tokenizer import Tokenizer
 
@@ -83,14 +84,39 @@ def test_qc_medians_vocabulary_and_tokens_match_direct_computation(inputs, tmp_p
         assert np.array_equal(stored.at[row, "input_ids"], again.at[row, "input_ids"])
         assert np.array_equal(stored.at[row, "values"], again.at[row, "values"])
     assert manifest["cells"] == len(corpus) and manifest["vocabulary"]["hash"] == tokenizer.vocab.hash
-    assert all(len(s["sha256"]) == 64 for s in manifest["sources"] + manifest["shards"])
+    assert all(len(s["sha256"]) == 64 for s in manifest["sources"])
+    assert all(len(s["xxh3_128"]) == 32 for s in manifest["shards"])
 
 
 def test_two_worker_processes_give_identical_shards(inputs, tmp_path):
     one = build(inputs, tmp_path / "one")
     two = build_corpus(inputs, tmp_path / "two", config=CONFIG, annotation=ANNOTATION, n_workers=2, progress=False)
-    assert [s["sha256"] for s in one["shards"]] == [s["sha256"] for s in two["shards"]]
+    assert [s["xxh3_128"] for s in one["shards"]] == [s["xxh3_128"] for s in two["shards"]]
     assert len(one["shards"]) == 5  # 60 + 45 cells in chunks of 25
+
+
+def test_shards_written_piece_by_piece_hold_the_same_cells(inputs, tmp_path, monkeypatch):
+    whole = build(inputs, tmp_path / "whole")  # each 25-cell chunk in one piece
+    monkeypatch.setattr(corpus_tasks, "PIECE_CELLS", 7)  # read, ranked and appended 7 cells at a time
+    pieces = build(inputs, tmp_path / "pieces")
+    assert [(s["cells"], s["tokens"]) for s in pieces["shards"]] == [(s["cells"], s["tokens"]) for s in whole["shards"]]
+    pd.testing.assert_frame_equal(read_corpus(tmp_path / "pieces"), read_corpus(tmp_path / "whole"))
+
+
+def test_threads_and_arrow_shards_give_the_same_cells(inputs, tmp_path):
+    parquet = build(inputs, tmp_path / "parquet")
+    threaded = build(inputs, tmp_path / "threads", config=CorpusConfig(n_top=16, chunk_size=25, threads=3))
+    assert [s["xxh3_128"] for s in threaded["shards"]] == [s["xxh3_128"] for s in parquet["shards"]]
+    arrow = build(inputs, tmp_path / "arrow", config=CorpusConfig(n_top=16, chunk_size=25, shard_format="arrow"))
+    assert [p.suffix for p in shard_paths(tmp_path / "arrow")] == [".arrow"] * len(parquet["shards"])
+    assert arrow["tokens"] == parquet["tokens"]
+    pd.testing.assert_frame_equal(read_corpus(tmp_path / "arrow"), read_corpus(tmp_path / "parquet"))
+    with pytest.raises(ValueError, match="unknown shard format 'csv'"):
+        CorpusConfig(shard_format="csv")
+    with pytest.raises(ValueError, match="Arrow IPC shards take compression"):
+        CorpusConfig(shard_format="arrow", compression="snappy")
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        CorpusConfig(threads=0)
 
 
 def test_interrupted_build_resumes_and_rebuilds_only_what_is_missing(inputs, tmp_path):
@@ -104,7 +130,7 @@ def test_interrupted_build_resumes_and_rebuilds_only_what_is_missing(inputs, tmp
     debris.write_bytes(b"partial")          # and a half-written temporary
     second = build(inputs, out)
     assert shards[0].stat().st_mtime_ns == kept_mtime
-    assert [s["sha256"] for s in second["shards"]] == [s["sha256"] for s in first["shards"]]
+    assert [s["xxh3_128"] for s in second["shards"]] == [s["xxh3_128"] for s in first["shards"]]
     assert not debris.exists()
     # a finished corpus is returned as it is
     assert build(inputs, out)["created"] == second["created"]
@@ -191,7 +217,7 @@ def test_zarr_input_gives_the_same_corpus_as_h5ad(inputs, tmp_path):
     ad.read_h5ad(inputs[0]).write_zarr(zarr_path)
     from_h5ad = build([inputs[0]], tmp_path / "a")
     from_zarr = build([zarr_path], tmp_path / "b")
-    assert [s["sha256"] for s in from_h5ad["shards"]] == [s["sha256"] for s in from_zarr["shards"]]
+    assert [s["xxh3_128"] for s in from_h5ad["shards"]] == [s["xxh3_128"] for s in from_zarr["shards"]]
 
 
 # --- extra genes: tokens that no kept cell expresses ------------------------------------------------------

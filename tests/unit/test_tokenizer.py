@@ -12,7 +12,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gc_lib.corpus.tokenizer import SHARD_SCHEMA, Tokenizer, write_shard
+from gc_lib.corpus.shards import write_shard
+from gc_lib.corpus.tokenizer import SHARD_SCHEMA, Tokenizer, rank_rows
 from gc_lib.corpus.vocab import build_vocabulary
 
 N_SPECIAL = 4
@@ -112,6 +113,45 @@ def test_ties_break_by_token_id():
     assert out["input_ids"] == [[5, 6, 7]]  # ratio 5 by token id; token 4 (ratio 4) cut
     np.testing.assert_allclose(out["values"][0], np.log2([6.0, 6.0, 6.0]), rtol=1e-6)
     assert Tokenizer(vocab, medians, n_top=2).tokenize(adata).column("input_ids").to_pylist() == [[5, 6]]
+
+
+@pytest.mark.parametrize("equal_medians", [True, False])
+def test_cells_of_thousands_of_genes_with_long_tie_runs_match_the_reference(equal_medians):
+    """Cells the size of real ones (the kernel sorts several radix digits), counts of 1–3 over equal medians so that
+    runs of hundreds of tied genes arrive out of token order (they are ordered by the long-run path), and n_top
+    cutting through a run."""
+    rng = np.random.default_rng(11)
+    n_genes = 3000
+    counts = rng.integers(1, 4, (12, n_genes)) * (rng.random((12, n_genes)) < 0.8)
+    counts[:, 0] += 1
+    genes = [hid(i) for i in rng.permutation(n_genes) + 1]
+    vocab = make_vocab(sorted(genes))
+    medians = np.ones(len(vocab)) if equal_medians else np.exp(rng.uniform(-3, 3, len(vocab)))
+    medians[:N_SPECIAL] = np.nan
+    col_token = vocab.encode(genes)
+    col_median = medians[col_token]
+    for n_top, library_size in ((2048, None), (777, 1e4)):
+        table = Tokenizer(vocab, medians, n_top=n_top, library_size=library_size).tokenize(make_adata(counts, genes))
+        out = table.to_pydict()
+        for r, (ids, values, _) in enumerate(expected_cells(counts, col_token, col_median, n_top, library_size)):
+            np.testing.assert_array_equal(out["input_ids"][r], ids)
+            np.testing.assert_array_equal(np.asarray(out["values"][r], dtype=np.float32), values)
+
+
+@settings(max_examples=20, deadline=None)
+@given(case=cases(), threads=st.integers(2, 5))
+def test_threads_give_the_same_cells(case, threads):
+    counts, genes, vocab, medians, _, n_top, library_size = case
+    tokenizer = Tokenizer(vocab, medians, n_top=n_top, library_size=library_size)
+    col_token, col_median = tokenizer.column_tables(genes, "human")
+    keep = np.arange(len(counts)) % 3 != 1
+    options = {"n_top": n_top, "library_size": library_size, "n_tokens": len(vocab), "keep": keep, "row_offset": 5}
+    one = rank_rows(sp.csr_matrix(counts), col_token, col_median, **options)
+    many = rank_rows(sp.csr_matrix(counts), col_token, col_median, threads=threads, **options)
+    for name in ("ids", "values", "offsets", "rows"):
+        np.testing.assert_array_equal(getattr(many, name), getattr(one, name))
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        rank_rows(sp.csr_matrix(counts), col_token, col_median, threads=0, **options)
 
 
 def test_genes_outside_the_vocabulary_are_ignored():
