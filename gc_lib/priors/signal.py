@@ -16,9 +16,14 @@ from scipy.stats import mannwhitneyu
 from .gene2vec import pairs_within_groups
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1, so dot products are cosines; a zero row stays zero (it scores 0 with all)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
 def _unit(vectors: pd.DataFrame) -> pd.DataFrame:
-    norms = np.linalg.norm(vectors.to_numpy(), axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
+    return pd.DataFrame(unit_rows(vectors.to_numpy()), index=vectors.index, columns=vectors.columns)
 
 
 def _row_dot(unit: pd.DataFrame, a, b) -> np.ndarray:

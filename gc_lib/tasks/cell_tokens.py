@@ -51,6 +51,11 @@ class CellTokens:
         digest.update(np.ascontiguousarray(self.species, dtype=np.int64).tobytes())
         return digest.hexdigest()
 
+    def token_counts(self, n_tokens: int) -> np.ndarray:
+        """Per token id ``0 … n_tokens - 1``: how many of the cells hold it (within their window)."""
+        ids = np.concatenate(self.ids) if len(self) else np.zeros(0, dtype=np.int64)
+        return np.bincount(ids, minlength=n_tokens)
+
     def to_csr(self, n_tokens: int):
         """A cells × token ids sparse matrix of the values (0 where a cell does not hold a token): the expression
         the model is fed, e.g. for co-expression baselines on the same cells."""

@@ -90,8 +90,7 @@ def candidate_tfs(vocab: Vocabulary, species: str, tfs: pd.DataFrame) -> pd.Data
 
 def expressed_in(cells: CellTokens, tokens, vocab_size: int) -> np.ndarray:
     """Per token of ``tokens``: the number of ``cells`` that hold it (within their window)."""
-    held = np.bincount(np.concatenate(cells.ids) if len(cells) else np.zeros(0, np.int64), minlength=vocab_size)
-    return held[np.asarray(tokens, dtype=np.int64)]
+    return cells.token_counts(vocab_size)[np.asarray(tokens, dtype=np.int64)]
 
 
 def run_screen(model, cells: CellTokens, labels, case: ScreenCase, candidates: pd.DataFrame, *,

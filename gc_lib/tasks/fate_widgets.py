@@ -47,10 +47,9 @@ def plot_ranked_screen(screen: pd.DataFrame, *, title: str = "", ax=None,
     return ax.figure
 
 
-def tf_summary(screen: pd.DataFrame, cells: pd.DataFrame, genes: pd.DataFrame, tf, *,
-               k: int = 15) -> tuple[dict, pd.DataFrame]:
+def tf_summary(screen: pd.DataFrame, genes: pd.DataFrame, tf, *, k: int = 15) -> tuple[dict, pd.DataFrame]:
     """One TF's line of the screen (rank out of N, goal_score, p, q, n_cells) and the ``k`` genes it moves most
-    (largest |mean_shift|, sign kept). ``cells`` is unused here but kept for a uniform call with :func:`show_tf`."""
+    (largest |mean_shift|, sign kept)."""
     row = _tf_row(screen, tf)
     summary = {"gene": row["gene"], "token": int(row["token"]), "rank": int(row["rank"]), "n_tfs": len(screen),
                "goal_score": float(row["goal_score"]), "p_value": float(row["p_value"]),
@@ -68,7 +67,7 @@ def show_tf(screen: pd.DataFrame, cells: pd.DataFrame, genes: pd.DataFrame, tf, 
     null's (left) beside its top moved genes (right)."""
     from IPython.display import display
 
-    summary, table = tf_summary(screen, cells, genes, tf, k=k)
+    summary, table = tf_summary(screen, genes, tf, k=k)
     display(pd.DataFrame([summary]))
     display(table)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))

@@ -25,6 +25,8 @@ from scipy.stats import rankdata
 from sklearn.ensemble import GradientBoostingRegressor
 from tqdm.auto import tqdm
 
+from ..priors.signal import unit_rows
+
 SCORE_COLUMNS = ["tf", "target", "score"]
 #: GRNBoost2's regressor (arboreto ``SGBM_KWARGS``): many small, subsampled trees, stopped early
 GRNBOOST2_SETTINGS = {"learning_rate": 0.01, "n_estimators": 5000, "max_features": 0.1, "subsample": 0.9}
@@ -77,11 +79,6 @@ def clean_vectors(vectors: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
                   "genes_with_vector": int(len(kept))}
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)   # a zero vector scores 0 with everything
-
-
 def cosine_scores(vectors: pd.DataFrame, tfs, candidates) -> tuple[pd.DataFrame, dict]:
     """Cosine similarity of every TF's vector with every candidate target's: ``(scores, info)``.
 
@@ -95,7 +92,7 @@ def cosine_scores(vectors: pd.DataFrame, tfs, candidates) -> tuple[pd.DataFrame,
     target_in = [g for g in candidates if g in vectors.index]
     if not tf_in:
         raise ValueError(f"none of the {len(tfs)} TFs has a vector, e.g. {tfs[:3]}; are both in human Ensembl IDs?")
-    unit = _unit_rows(vectors.to_numpy(dtype=np.float64))
+    unit = unit_rows(vectors.to_numpy(dtype=np.float64))
     position = pd.Series(np.arange(len(vectors)), index=vectors.index)
     matrix = unit[position[tf_in].to_numpy()] @ unit[position[target_in].to_numpy()].T   # (TFs, candidates)
     info.update(method="cosine", tfs=len(tf_in), tfs_missing=len(tfs) - len(tf_in), candidates=len(target_in),

@@ -36,14 +36,14 @@ def screen_data():
 
 def test_tf_summary_rank_and_top_genes(screen_data):
     screen, cells, genes = screen_data
-    summary, top = fw.tf_summary(screen, cells, genes, "PDX1", k=3)
+    summary, top = fw.tf_summary(screen, genes, "PDX1", k=3)
     assert (summary["rank"], summary["n_tfs"], summary["token"], summary["n_cells"]) == (1, 5, 10, 20)
     assert summary["goal_score"] == pytest.approx(0.9) and summary["q_value"] == pytest.approx(0.005)
     assert top["gene"].tolist() == ["GCG", "INS", "NKX6-1"]  # by |mean_shift|, sign kept
     assert top["mean_shift"].tolist() == [-0.9, 0.8, 0.5] and top["rank"].tolist() == [1, 2, 3]
-    by_token, _ = fw.tf_summary(screen, cells, genes, 11)
+    by_token, _ = fw.tf_summary(screen, genes, 11)
     assert (by_token["gene"], by_token["rank"]) == ("MAFA", 2)
-    _, none = fw.tf_summary(screen, cells, genes, "HES1")
+    _, none = fw.tf_summary(screen, genes, "HES1")
     assert none.empty
 
 
@@ -51,7 +51,7 @@ def test_tf_summary_rank_and_top_genes(screen_data):
 def test_unknown_tf_raises(screen_data, tf):
     screen, cells, genes = screen_data
     with pytest.raises(ValueError, match="not in the screen"):
-        fw.tf_summary(screen, cells, genes, tf)
+        fw.tf_summary(screen, genes, tf)
 
 
 def test_plot_ranked_screen_marks_drivers_and_controls(screen_data):
@@ -144,7 +144,7 @@ def test_screen_explorer_redraws_on_change(screen_data, monkeypatch):
     assert len(calls) == 1 and calls[-1][0][3] == 11 and calls[-1][1]["k"] == 4
     tf_box.value = 13  # GAPDH
     assert len(calls) == 2 and calls[-1][0][3] == 13
-    assert fw.tf_summary(screen, cells, genes, calls[-1][0][3])[0]["gene"] == "GAPDH"
+    assert fw.tf_summary(screen, genes, calls[-1][0][3])[0]["gene"] == "GAPDH"
     k_box.value = 7
     assert len(calls) == 3 and calls[-1][0][3] == 13 and calls[-1][1]["k"] == 7
 

@@ -32,3 +32,7 @@ def test_cell_tokens_to_csr_holds_each_cells_values_at_its_tokens():
     for c in range(len(cells)):
         np.testing.assert_array_equal(matrix[c, cells.ids[c]].toarray().ravel(), cells.values[c])
         assert matrix[c].nnz == len(cells.ids[c])
+    counts = cells.token_counts(40)  # how many cells hold each token
+    assert counts.shape == (40,)
+    assert counts.tolist() == [sum(t in set(ids.tolist()) for ids in cells.ids) for t in range(40)]
+    assert cells.subset(np.zeros(len(cells), bool)).token_counts(40).tolist() == [0] * 40
