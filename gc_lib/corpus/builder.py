@@ -60,7 +60,7 @@ class CorpusConfig:
     library_size: float | None = None  # scale counts to this total per cell first (published code: off)
     chunk_size: int = 10_000           # cells per read, per task and per shard; bounds memory
     compression: str = DEFAULT_COMPRESSION  # codec of the shards ("none", "zstd", "lz4"; Parquet also "snappy")
-    shard_format: str = "parquet"       # "parquet" or "arrow" (Arrow IPC: ~7× faster to write; gc_lib.corpus.shards)
+    shard_format: str = "parquet"       # "parquet" or "arrow" (Arrow IPC: 5–7× faster to write; gc_lib.corpus.shards)
     threads: int = 1                   # ranking threads per worker process (same output; the kernel frees the GIL)
     qc: QCConfig = field(default_factory=QCConfig)  # per-dataset cell QC (gc_lib.corpus.qc)
 

@@ -5,7 +5,7 @@ groups, Arrow IPC record batches): the unit the pretraining loader shuffles. Its
 
 - ``.parquet`` (the default): read by pandas, Spark, DuckDB, Polars, HF ``datasets``; optional compression;
 - ``.arrow`` (Arrow IPC file, "Feather v2"): the same columns with no encoding step, read zero-copy (memory-mapped)
-  by pyarrow, Polars, DuckDB and HF ``datasets``. Why offer it: writing Parquet's list columns costs about 7× an IPC
+  by pyarrow, Polars, DuckDB and HF ``datasets``. Why offer it: writing Parquet's list columns costs 5–7× an IPC
   file of the same table, the largest cost of tokenising after the ranking (benchmarks/RESULTS.md, issue 18).
 
 Each shard's manifest entry carries an xxh3-128 digest of the finished file (:func:`shard_digest`): a content
