@@ -187,13 +187,14 @@ def _bucket_shift(lo, hi):
 
 
 @nb.njit(cache=True, nogil=True)
-def radix_sort_prefix(keys, tmp, hist, n, low_bits, lo, hi):
-    """Sort ``keys[:n]`` stably by their bucket ``((key >> low_bits) - lo) >> shift`` (:func:`_bucket_shift`); the
-    ratio parts ``key >> low_bits`` lie in ``[lo, hi]``. ``hist`` needs ``(2, 2**DIGIT_BITS)`` int64 entries.
+def radix_sort_prefix(keys, tmp, hist, n, low_bits, lo, shift):
+    """Sort ``keys[:n]`` stably by their bucket ``((key >> low_bits) - lo) >> shift`` (``shift`` from
+    :func:`_bucket_shift` of the span of the ratio parts ``key >> low_bits``, all ≥ ``lo``). ``hist`` needs
+    ``(2, 2**DIGIT_BITS)`` int64 entries.
 
     LSD radix: both digit histograms counted in one pass, then one scatter per digit that varies.
     """
-    shift = np.uint64(_bucket_shift(lo, hi))
+    shift = np.uint64(shift)
     low, mask = np.uint64(low_bits), np.uint64((1 << DIGIT_BITS) - 1)
     hist[:, :] = 0
     for i in range(n):
@@ -241,11 +242,11 @@ def _sort_run(keys, tmp, i, j):
 
 
 @nb.njit(cache=True, nogil=True)
-def order_runs(keys, tmp, n, m, low_bits, lo, hi):
+def order_runs(keys, tmp, n, m, low_bits, lo, shift):
     """After :func:`radix_sort_prefix`, sort each run of keys sharing a bucket by the whole key (ratio, then token);
     only runs starting among the first ``m`` keys matter, and a run crossing position ``m`` is sorted whole, so the
     cut keeps exactly the right keys."""
-    shift, low = np.uint64(_bucket_shift(lo, hi)), np.uint64(low_bits)
+    shift, low = np.uint64(shift), np.uint64(low_bits)
     i = 0
     while i < m:
         bucket, j = ((keys[i] >> low) - lo) >> shift, i + 1
@@ -293,9 +294,10 @@ def tokenize_csr(data, indices, indptr, keep, col_token, col_median, n_top, libr
                 keys[k] = (inverse << low) | np.uint64(t)
                 lo, hi = min(lo, inverse), max(hi, inverse)
                 k += 1
-        radix_sort_prefix(keys, tmp, hist, k, token_bits, lo, hi)
+        shift = _bucket_shift(lo, hi)
+        radix_sort_prefix(keys, tmp, hist, k, token_bits, lo, shift)
         m = min(k, n_top)
-        order_runs(keys, tmp, k, m, token_bits, lo, hi)
+        order_runs(keys, tmp, k, m, token_bits, lo, shift)
         last, value = _U32_MAX + np.uint64(1), np.float32(0)
         for i in range(m):
             out_ids[pos + i] = np.int32(keys[i] & token_mask)

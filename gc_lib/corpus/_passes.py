@@ -25,6 +25,11 @@ from .tokenizer import SHARD_SCHEMA, rank_rows
 PIECE_CELLS = 4 * ROW_GROUP_CELLS
 
 
+def _pieces(start: int, stop: int) -> list[tuple[int, int]]:
+    """Rows ``[start, stop)`` as consecutive ``(a, b)`` ranges of at most :data:`PIECE_CELLS` rows."""
+    return [(a, min(a + PIECE_CELLS, stop)) for a in range(start, stop, PIECE_CELLS)]
+
+
 def checksum_task(path: str) -> tuple[str, str]:
     """sha256 of an input file, or of every file of a ``.zarr`` directory."""
     p = Path(path)
@@ -37,8 +42,7 @@ def qc_task(path: str, start: int, stop: int, is_mito: np.ndarray, is_counted: n
     Raises ``ValueError`` naming the file and row of the first NaN, negative or non-integer value, or of
     the first empty cell (the AnnData contract; nothing has been written when this pass fails).
     """
-    parts = [_piece_metrics(path, a, min(a + PIECE_CELLS, stop), is_mito, is_counted)
-             for a in range(start, stop, PIECE_CELLS)]
+    parts = [_piece_metrics(path, a, b, is_mito, is_counted) for a, b in _pieces(start, stop)]
     total, mito, n_counted = (np.concatenate(column) for column in zip(*parts))
     empty = np.flatnonzero(total == 0)
     if empty.size:
@@ -63,8 +67,7 @@ def median_task(path: str, chunks: list[tuple[int, int, np.ndarray]], col_slot: 
     """Histogram (``n_slots × grid.n_bins``) of the non-zero values of the kept cells of several chunks."""
     hist = empty_histogram(n_slots, grid)
     for start, stop, keep in chunks:
-        for a in range(start, stop, PIECE_CELLS):
-            b = min(a + PIECE_CELLS, stop)
+        for a, b in _pieces(start, stop):
             counts = read_rows(path, a, b)
             kernels.add_to_histogram(hist, counts.data, counts.indices, counts.indptr.astype(np.int64),
                                      keep[a - start:b - start], col_slot, float(library_size or 0.0),
@@ -82,8 +85,7 @@ def tokenize_task(path: str, start: int, stop: int, keep: np.ndarray, col_token:
     """
     n_cells = n_tokens = 0
     with shard_writer(dest, SHARD_SCHEMA, compression=options["compression"]) as write:
-        for a in range(start, stop, PIECE_CELLS):
-            b = min(a + PIECE_CELLS, stop)
+        for a, b in _pieces(start, stop):
             cells = rank_rows(read_rows(path, a, b), col_token, col_median, n_top=options["n_top"],
                               library_size=options["library_size"], n_tokens=options["n_tokens"],
                               keep=keep[a - start:b - start], row_offset=a, threads=options["threads"])

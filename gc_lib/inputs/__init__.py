@@ -2,6 +2,7 @@
 
 - :mod:`~gc_lib.inputs.sources`     the offline bundle's registry (package, version, file, sha256, licence)
 - :mod:`~gc_lib.inputs.fetch`       downloading and verifying archives and URLs (sha256, cache, offline mirror)
+- :mod:`~gc_lib.inputs.extract`     extracting verified members (files, folders, zips inside) from archives
 - :mod:`~gc_lib.inputs.contract`    the AnnData contract, checked at the door
 - :mod:`~gc_lib.inputs.conversion`  any AnnData into the contract (counts found, symbols → Ensembl IDs)
 - :mod:`~gc_lib.inputs.datasets`    the bundle's single-cell datasets

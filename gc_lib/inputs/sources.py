@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import paths
-from .fetch import Archive, download_archive, extract_member, extract_nested, nested_dest
+from .extract import extract_member, extract_nested, nested_dest
+from .fetch import Archive, download_archive
 
 # --- archives -----------------------------------------------------------------------------------
 SCANPY_WHEEL = Archive("wheel", "scanpy", "1.11.5", "scanpy-1.11.5-py3-none-any.whl",

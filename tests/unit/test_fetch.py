@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gc_lib.inputs.fetch import (
-    Archive,
-    FetchError,
-    download_archive,
-    extract_member,
-    extract_nested,
-    nested_dest,
-    sha256_file,
-    sha256_tree,
-)
+from gc_lib.inputs.extract import extract_member, extract_nested, nested_dest
+from gc_lib.inputs.fetch import Archive, FetchError, download_archive, sha256_file, sha256_tree
 
 PAYLOAD = b"gene\tvalue\nENSG00000000003\t1\n"
 
