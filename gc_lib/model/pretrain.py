@@ -45,7 +45,7 @@ from .architecture import ModelConfig, build_model
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data_loader import PretrainDataset, PretrainLoader, held_out_loader
 from .masking import MaskingCollator
-from .trainer import Runtime, TrainConfig, Trainer, init_distributed
+from .trainer import Runtime, TrainConfig, Trainer, close_distributed, init_distributed
 
 RUN_RECORD = "run.json"
 RUN_FORMAT = "gc_lib.pretrain_run/1"
@@ -358,9 +358,7 @@ def main(argv=None) -> None:
     names = tuple(n for n in args.prior_names.split(",") if n) if args.priors else ()
     metrics = pretrain(args.corpus, args.out, model_config, TrainConfig(**fields), priors_dir=args.priors,
                        prior_names=names, resume=not args.fresh)
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()            # every rank done (rank 0 writes last) before the group goes away
-        torch.distributed.destroy_process_group()
+    close_distributed()                        # every rank done (rank 0 writes last) before the group goes away
     print(json.dumps({k: metrics.get(k) for k in ("step", "train_last", "eval_last")}, default=str))
 
 

@@ -125,6 +125,14 @@ def init_distributed() -> Runtime:
     return Runtime(dist.get_rank() if dist.is_initialized() else 0, world_size, device)
 
 
+def close_distributed() -> None:
+    """End this process's group, if any: every rank meets at a barrier first, so none tears down its gloo/NCCL
+    threads while a peer still has work in flight (a rank that exits early can make the other abort at exit)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for name, param in model.named_parameters():

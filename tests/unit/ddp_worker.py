@@ -6,11 +6,12 @@ checksum of the final weights go to the JSON file named on the command line (ran
 """
 import json
 import sys
+from pathlib import Path
 
 import torch
 
 from gc_lib.model.architecture import ModelConfig, build_model
-from gc_lib.model.trainer import TrainConfig, Trainer, init_distributed
+from gc_lib.model.trainer import TrainConfig, Trainer, close_distributed, init_distributed
 
 V, L, STEPS = 50, 10, 4
 
@@ -41,9 +42,8 @@ def main(out: str) -> None:
         losses.append(trainer.step([micro_batch(step, p) for p in parts])["loss"])
     checksum = float(sum(p.double().abs().sum() for p in trainer.module.parameters()))
     if runtime.is_main:
-        json.dump({"losses": losses, "checksum": checksum, "world_size": runtime.world_size}, open(out, "w"))
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+        Path(out).write_text(json.dumps({"losses": losses, "checksum": checksum, "world_size": runtime.world_size}))
+    close_distributed()
 
 
 if __name__ == "__main__":

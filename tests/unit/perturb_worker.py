@@ -5,11 +5,11 @@ writes the tables to ``out`` (a JSON file).
 """
 import json
 import sys
+from pathlib import Path
 
-import torch
 from test_perturb import VOCAB, mixed_perturbations, random_cells, tiny_model
 
-from gc_lib.model.trainer import init_distributed
+from gc_lib.model.trainer import close_distributed, init_distributed
 from gc_lib.tasks.perturb import perturb
 from gc_lib.tasks.perturb_edits import overexpression_values
 
@@ -21,11 +21,10 @@ def main(out: str) -> None:
     result = perturb(model, cells, perturbations, high_values=high, batch_size=4, cell_chunk=2, device="cpu",
                      progress=False)
     if runtime.is_main:
-        json.dump({"world_size": runtime.world_size, "cells": result.cells.to_dict(orient="list"),
-                   "genes": result.genes.to_dict(orient="list"), "embeddings": result.embeddings.tolist()},
-                  open(out, "w"))
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+        tables = {"world_size": runtime.world_size, "cells": result.cells.to_dict(orient="list"),
+                  "genes": result.genes.to_dict(orient="list"), "embeddings": result.embeddings.tolist()}
+        Path(out).write_text(json.dumps(tables))
+    close_distributed()
 
 
 if __name__ == "__main__":
