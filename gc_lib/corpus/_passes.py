@@ -7,6 +7,8 @@ and only through an atomic rename.
 """
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -80,22 +82,48 @@ def tokenize_task(path: str, start: int, stop: int, keep: np.ndarray, col_token:
     """Tokenise the kept cells of rows ``[start, stop)`` and write them as one shard at ``dest`` (its suffix names
     the format).
 
-    ``options``: ``n_top``, ``library_size``, ``n_tokens``, ``species``, ``dataset``, ``compression``, ``threads``.
-    Returns the shard's statistics and digest (computed on the finished file).
+    ``options``: ``n_top``, ``library_size``, ``n_tokens``, ``species``, ``dataset``, ``compression``, ``threads``
+    (see :func:`_in_order`). Returns the shard's manifest entry (its digest taken as it is written).
     """
+    def ranked(a: int, b: int):
+        return rank_rows(read_rows(path, a, b), col_token, col_median, n_top=options["n_top"],
+                         library_size=options["library_size"], n_tokens=options["n_tokens"],
+                         keep=keep[a - start:b - start], row_offset=a)
+
     n_cells = n_tokens = 0
-    with shard_writer(dest, SHARD_SCHEMA, compression=options["compression"]) as write:
-        for a, b in _pieces(start, stop):
-            cells = rank_rows(read_rows(path, a, b), col_token, col_median, n_top=options["n_top"],
-                              library_size=options["library_size"], n_tokens=options["n_tokens"],
-                              keep=keep[a - start:b - start], row_offset=a, threads=options["threads"])
-            write(cells.to_table(options["species"], options["dataset"]))
+    with shard_writer(dest, SHARD_SCHEMA, compression=options["compression"]) as shard:
+        for cells in _in_order(ranked, _pieces(start, stop), options["threads"]):
+            shard.write(cells.to_table(options["species"], options["dataset"]))
             n_cells, n_tokens = n_cells + len(cells.rows), n_tokens + int(cells.ids.size)
-    return shard_stats(dest, n_cells=n_cells, n_tokens=n_tokens)
+    return {"file": Path(dest).name, "cells": n_cells, "tokens": n_tokens, "xxh3_128": shard.digest}
+
+
+def _in_order(job, pieces: list[tuple[int, int]], threads: int):
+    """``job(a, b)`` of each piece, yielded in the pieces' order.
+
+    One thread runs the jobs here in turn. With ``threads`` = k ≥ 2, k pool threads read and rank k pieces at once
+    while the caller writes the finished ones; the ranking kernel and pyarrow's writers release the GIL, so reading,
+    ranking and writing overlap (measured in benchmarks/RESULTS.md, issue 18). At most k + 1 pieces are in memory.
+    """
+    if threads == 1:
+        yield from (job(a, b) for a, b in pieces)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        running: deque = deque()
+        try:
+            for a, b in pieces:
+                running.append(pool.submit(job, a, b))
+                if len(running) > threads:
+                    yield running.popleft().result()
+            while running:
+                yield running.popleft().result()
+        finally:
+            for future in running:
+                future.cancel()
 
 
 def shard_stats(dest: str, *, n_cells: int, n_tokens: int) -> dict:
-    """One shard's entry in the corpus manifest."""
+    """The manifest entry of a shard already on disk (one finished by an interrupted run)."""
     return {"file": Path(dest).name, "cells": n_cells, "tokens": n_tokens, "xxh3_128": shard_digest(dest)}
 
 

@@ -61,7 +61,7 @@ class CorpusConfig:
     chunk_size: int = 10_000           # cells per read, per task and per shard; bounds memory
     compression: str = DEFAULT_COMPRESSION  # codec of the shards ("none", "zstd", "lz4"; Parquet also "snappy")
     shard_format: str = "parquet"       # "parquet" or "arrow" (Arrow IPC: 5–7× faster to write; gc_lib.corpus.shards)
-    threads: int = 1                   # ranking threads per worker process (same output; the kernel frees the GIL)
+    threads: int = 1                   # threads per worker process to read, rank and write (same output)
     qc: QCConfig = field(default_factory=QCConfig)  # per-dataset cell QC (gc_lib.corpus.qc)
 
     def __post_init__(self):
@@ -365,7 +365,8 @@ def tokenize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
 
     Writes ``out_dir/shards/*.parquet`` (``*.arrow`` with ``shard_format="arrow"``) and ``out_dir/manifest.json``
     (vocabulary hash, per-input genes in the vocabulary, shards); returns the manifest. ``n_workers`` processes,
-    each ranking with ``threads`` threads. Bad input raises ``ValueError`` before anything is written.
+    each reading, ranking and writing its pieces with ``threads`` threads. Bad input raises ``ValueError`` before
+    anything is written.
     """
     out_dir = Path(out_dir)
     infos = [describe_store(p) for p in inputs]

@@ -8,15 +8,17 @@ groups, Arrow IPC record batches): the unit the pretraining loader shuffles. Its
   by pyarrow, Polars, DuckDB and HF ``datasets``. Why offer it: writing Parquet's list columns costs 5–7× an IPC
   file of the same table, the largest cost of tokenising after the ranking (benchmarks/RESULTS.md, issue 18).
 
-Each shard's manifest entry carries an xxh3-128 digest of the finished file (:func:`shard_digest`): a content
-checksum for integrity and cache identity (``gc_lib.model.pretrain.corpus_hash``), not a security hash; it runs at
-memory speed, where sha256 cost about a tenth of the whole tokenising task. Manifests written before carry
+Each shard's manifest entry carries an xxh3-128 digest of the file, taken as its bytes are written (the same as
+:func:`shard_digest` of the finished file): a content checksum for integrity and cache identity
+(``gc_lib.model.pretrain.corpus_hash``), not a security hash; it runs at memory speed, where sha256 cost about a tenth
+of the whole tokenising task. Manifests written before carry
 ``sha256`` instead; :func:`manifest_digest` reads either.
 """
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -55,30 +57,78 @@ def check_format(name: str, compression: str = DEFAULT_COMPRESSION) -> str:
     return name
 
 
+class _DigestingFile:
+    """A write-only binary file that feeds each byte it writes to an xxh3-128 digest, so a shard's digest is ready
+    when its writer closes instead of costing a second pass over the file. pyarrow's Parquet and IPC file writers
+    only append (no seek), so the digest is :func:`shard_digest` of the finished file (tested)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self._file, self._digest, self._position = open(path, "wb"), xxhash.xxh3_128(), 0
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        written = self._file.write(data)
+        self._position += written
+        return written
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+@dataclass
+class ShardOutput:
+    """What :func:`shard_writer` yields: ``write(table)`` appends cells; ``digest`` (hex xxh3-128 of the file) is
+    set once the block has ended and the shard is in place."""
+    write: Callable[[pa.Table], None]
+    digest: str | None = None
+
+
 @contextmanager
 def shard_writer(dest: str | os.PathLike, schema: pa.Schema, *,
-                 compression: str = DEFAULT_COMPRESSION) -> Iterator[Callable[[pa.Table], None]]:
-    """Yield a function that appends tables to one shard, in the format its suffix names, in groups of
+                 compression: str = DEFAULT_COMPRESSION) -> Iterator[ShardOutput]:
+    """Yield a :class:`ShardOutput` that appends tables to one shard, in the format its suffix names, in groups of
     :data:`ROW_GROUP_CELLS` cells (feed it multiples of that, so every group but the last is full); the shard appears
     under ``dest`` only when the block ends without error (a crash never leaves a partial shard).
 
-    Streaming lets a task write a shard piece by piece from small reused buffers instead of one large table.
+    Streaming lets a task write a shard piece by piece from small reused buffers instead of one large table; the
+    bytes are digested as they are written.
     """
     name = check_format(shard_format(dest), compression)
     with atomic_path(dest) as tmp:
-        if name == "parquet":
-            with pq.ParquetWriter(tmp, schema, compression=compression, use_dictionary=["dataset"]) as writer:
-                yield lambda table: writer.write_table(table, row_group_size=ROW_GROUP_CELLS)
-        else:
-            options = pa.ipc.IpcWriteOptions(compression=_ARROW_CODECS[compression])
-            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema, options=options) as writer:
-                yield lambda table: writer.write_table(table, max_chunksize=ROW_GROUP_CELLS)
+        stream = _DigestingFile(tmp)
+        try:
+            with pa.PythonFile(stream, mode="w") as sink:
+                if name == "parquet":
+                    with pq.ParquetWriter(sink, schema, compression=compression, use_dictionary=["dataset"]) as writer:
+                        output = ShardOutput(lambda table: writer.write_table(table, row_group_size=ROW_GROUP_CELLS))
+                        yield output
+                else:
+                    options = pa.ipc.IpcWriteOptions(compression=_ARROW_CODECS[compression])
+                    with pa.ipc.new_file(sink, schema, options=options) as writer:
+                        output = ShardOutput(lambda table: writer.write_table(table, max_chunksize=ROW_GROUP_CELLS))
+                        yield output
+        finally:
+            stream.close()
+        output.digest = stream.hexdigest()
 
 
 def write_shard(table: pa.Table, dest: str | os.PathLike, *, compression: str = DEFAULT_COMPRESSION) -> Path:
     """Write one shard in the format its suffix names, atomically (a crash never leaves a partial shard)."""
-    with shard_writer(dest, table.schema, compression=compression) as write:
-        write(table)
+    with shard_writer(dest, table.schema, compression=compression) as shard:
+        shard.write(table)
     return Path(dest)
 
 

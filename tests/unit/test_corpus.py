@@ -10,7 +10,8 @@ import scipy.sparse as sp
 
 from gc_lib.corpus import _passes as corpus_tasks
 from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, read_corpus, shard_paths, tokenize_files
-from gc_lib.corpus.tokenizer import Tokenizer
+from gc_lib.corpus.shards import shard_digest
+from gc_lib.corpus.tokenizer import Tokenizer, rank_rows
 
 HUMAN = [f"ENSG{i:011d}" for i in range(1, 41)]
 MOUSE = [f"ENSMUSG{i:011d}" for i in range(1, 31)]
@@ -95,12 +96,35 @@ def test_two_worker_processes_give_identical_shards(inputs, tmp_path):
     assert len(one["shards"]) == 5  # 60 + 45 cells in chunks of 25
 
 
-def test_shards_written_piece_by_piece_hold_the_same_cells(inputs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_shards_written_piece_by_piece_hold_the_same_cells(inputs, tmp_path, monkeypatch, threads):
     whole = build(inputs, tmp_path / "whole")  # each 25-cell chunk in one piece
     monkeypatch.setattr(corpus_tasks, "PIECE_CELLS", 7)  # read, ranked and appended 7 cells at a time
-    pieces = build(inputs, tmp_path / "pieces")
+    pieces = build(inputs, tmp_path / "pieces", config=CorpusConfig(n_top=16, chunk_size=25, threads=threads))
     assert [(s["cells"], s["tokens"]) for s in pieces["shards"]] == [(s["cells"], s["tokens"]) for s in whole["shards"]]
     pd.testing.assert_frame_equal(read_corpus(tmp_path / "pieces"), read_corpus(tmp_path / "whole"))
+    # the digest taken while writing is the finished file's
+    assert [s["xxh3_128"] for s in pieces["shards"]] == [shard_digest(p) for p in shard_paths(tmp_path / "pieces")]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_failing_piece_stops_the_task_and_leaves_no_shard(inputs, tmp_path, monkeypatch, threads):
+    monkeypatch.setattr(corpus_tasks, "PIECE_CELLS", 7)
+
+    def rank_or_fail(counts, *args, row_offset, **kwargs):
+        if row_offset == 14:  # the third of the chunk's four pieces
+            raise RuntimeError("piece failed")
+        return rank_rows(counts, *args, row_offset=row_offset, **kwargs)
+
+    monkeypatch.setattr(corpus_tasks, "rank_rows", rank_or_fail)
+    options = {"n_top": 16, "library_size": None, "n_tokens": 44, "species": "human", "dataset": "h",
+               "compression": "none", "threads": threads}
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="piece failed"):
+        corpus_tasks.tokenize_task(str(inputs[0]), 0, 25, np.ones(25, bool), np.arange(4, 44, dtype=np.int32),
+                                   np.ones(40), options, str(out / "h-0.parquet"))
+    assert not list(out.iterdir())  # no shard, no temporary
 
 
 def test_threads_and_arrow_shards_give_the_same_cells(inputs, tmp_path):

@@ -77,3 +77,14 @@ def test_digests_and_old_manifests_keep_their_identity(shards, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(old))
     payload = {"vocabulary": "v1", "shards": [["a.parquet", "ab" * 32]]}
     assert corpus_hash(tmp_path) == hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+
+
+@pytest.mark.parametrize("name, compression", [("a.parquet", "none"), ("b.parquet", "zstd"), ("c.arrow", "none"),
+                                               ("d.arrow", "lz4")])
+def test_the_digest_taken_while_writing_is_the_finished_files(tmp_path, name, compression):
+    with shard_files.shard_writer(tmp_path / name, SHARD_SCHEMA, compression=compression) as shard:
+        for seed in range(3):  # appended in pieces, as the tokenising task does
+            shard.write(cells_table(300, seed))
+        assert shard.digest is None  # not before the file is finished
+    assert shard.digest == shard_digest(tmp_path / name)
+    assert read_shard(tmp_path / name).num_rows == 900
