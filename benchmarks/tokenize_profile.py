@@ -4,11 +4,13 @@ What: on the tokenizer benchmark's synthetic input (``benchmarks/tokenize.py``: 
 per cell, the same file and tokenizer), one process, the stages of the tokenising task for every piece of
 ``_passes.PIECE_CELLS`` cells (the unit it reads, ranks and appends to its 10,000-cell shard):
 
-- ``read``: ``_count_store.read_rows`` (h5py slices of ``indptr``/``data``/``indices`` and the CSR matrix);
+- ``read``: ``_count_store.row_reader``'s read of the piece (h5py slices of ``indptr``/``data``/``indices`` and the
+  CSR matrix; the store opened once per pass, as a task opens its input once);
 - ``rank``: ``tokenizer.rank_rows`` (dtype checks, the numba top-k kernel, offsets), and within it ``kernel``, the
   kernel call alone on the same arrays;
 - ``arrow table``: ``TokenizedCells.to_table`` (the Arrow table of the shard);
-- ``shard, Parquet`` and ``shard, Arrow IPC``: ``shards.write_shard`` of that table in each format;
+- ``shard, Parquet`` and ``shard, Arrow IPC``: ``shards.write_shard`` of that table in each format (its xxh3-128
+  digest taken as the bytes are written);
 - ``digest``: the manifest's xxh3-128 of the finished shard (``shards.shard_digest``; the task takes the same digest
   while it writes, this shows its cost), and for comparison the ``sha256`` the manifest recorded before;
 and the **floors** for the same pieces: ``read floor`` (the three h5py slices alone, no matrix), ``write floor,
@@ -42,7 +44,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from gc_lib.corpus import _kernels as kernels
-from gc_lib.corpus._count_store import read_rows
+from gc_lib.corpus._count_store import row_reader
 from gc_lib.corpus._passes import PIECE_CELLS
 from gc_lib.corpus.builder import tokenize_files
 from gc_lib.corpus.shards import shard_digest, write_shard
@@ -63,24 +65,31 @@ def stage_times(path: Path, tokenizer, scratch: Path) -> dict[str, float]:
     times = dict.fromkeys(["read", "rank", "kernel", "arrow table", "shard, Parquet", "shard, Arrow IPC", "digest",
                            "sha256 (before)", "read floor", "write floor, raw", "write floor, Arrow IPC",
                            "write floor, Parquet flat"], 0.0)
-    for start in range(0, n_cells, CHUNK):
-        stop = min(start + CHUNK, n_cells)
-        _read_floor(path, start, stop)  # untimed: the piece in the page cache for the read and its floor alike
-        counts = _timed(times, "read", read_rows, path, start, stop)
-        cells = _timed(times, "rank", rank_rows, counts, col_token, col_median, n_top=tokenizer.n_top,
-                       library_size=tokenizer.library_size, n_tokens=len(tokenizer.vocab), row_offset=start)
-        _timed(times, "kernel", _kernel_only, counts, col_token, col_median, tokenizer)
-        table = _timed(times, "arrow table", cells.to_table, "human", "synthetic")
-        _timed(times, "shard, Parquet", write_shard, table, scratch / f"shard-{start}.parquet")
-        shard = _timed(times, "shard, Arrow IPC", write_shard, table, scratch / f"shard-{start}.arrow")
-        _timed(times, "digest", shard_digest, shard)
-        _timed(times, "sha256 (before)", _sha256, shard)
-        _timed(times, "read floor", _read_floor, path, start, stop)
-        _timed(times, "write floor, raw", _write_raw, cells, scratch / f"raw-{start}.bin")
-        _timed(times, "write floor, Arrow IPC", feather.write_feather, table, scratch / f"ipc-{start}.arrow",
-               compression="uncompressed")
-        _timed(times, "write floor, Parquet flat", _write_flat_parquet, cells, scratch / f"flat-{start}.parquet")
+    with row_reader(path) as read:  # opened once per pass, as a task opens its input once
+        for start in range(0, n_cells, CHUNK):
+            _piece_stages(times, read, path, start, min(start + CHUNK, n_cells), tokenizer, col_token, col_median,
+                          scratch)
     return times
+
+
+def _piece_stages(times: dict, read, path: Path, start: int, stop: int, tokenizer, col_token, col_median,
+                  scratch: Path) -> None:
+    """Add one piece's seconds per stage to ``times``."""
+    _read_floor(path, start, stop)  # untimed: the piece in the page cache for the read and its floor alike
+    counts = _timed(times, "read", read, start, stop)
+    cells = _timed(times, "rank", rank_rows, counts, col_token, col_median, n_top=tokenizer.n_top,
+                   library_size=tokenizer.library_size, n_tokens=len(tokenizer.vocab), row_offset=start)
+    _timed(times, "kernel", _kernel_only, counts, col_token, col_median, tokenizer)
+    table = _timed(times, "arrow table", cells.to_table, "human", "synthetic")
+    _timed(times, "shard, Parquet", write_shard, table, scratch / f"shard-{start}.parquet")
+    shard = _timed(times, "shard, Arrow IPC", write_shard, table, scratch / f"shard-{start}.arrow")
+    _timed(times, "digest", shard_digest, shard)
+    _timed(times, "sha256 (before)", _sha256, shard)
+    _timed(times, "read floor", _read_floor, path, start, stop)
+    _timed(times, "write floor, raw", _write_raw, cells, scratch / f"raw-{start}.bin")
+    _timed(times, "write floor, Arrow IPC", feather.write_feather, table, scratch / f"ipc-{start}.arrow",
+           compression="uncompressed")
+    _timed(times, "write floor, Parquet flat", _write_flat_parquet, cells, scratch / f"flat-{start}.parquet")
 
 
 def _timed(times: dict, name: str, fn, *args, **kwargs):

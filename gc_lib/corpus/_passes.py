@@ -1,6 +1,6 @@
 """The corpus builder's units of work, one function per pass, each run in a worker process.
 
-Each task reads its own rows from disk (:func:`gc_lib.corpus._count_store.read_rows`) and receives everything else
+Each task reads its own rows from disk (:func:`gc_lib.corpus._count_store.row_reader`) and receives everything else
 as arguments (small per-column arrays), so tasks share no state and any number can run in parallel. A task
 returns small results (per-cell metrics, a histogram, shard statistics); only the tokenising task writes,
 and only through an atomic rename.
@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from ..inputs.fetch import sha256_file, sha256_tree
 from . import _kernels as kernels
-from ._count_store import read_rows
+from ._count_store import row_reader
 from .medians import COUNTS_GRID, SCALED_GRID, MedianGrid, empty_histogram
 from .shards import ROW_GROUP_CELLS, shard_digest, shard_writer
 from .tokenizer import SHARD_SCHEMA, rank_rows
@@ -44,7 +44,8 @@ def qc_task(path: str, start: int, stop: int, is_mito: np.ndarray, is_counted: n
     Raises ``ValueError`` naming the file and row of the first NaN, negative or non-integer value, or of
     the first empty cell (the AnnData contract; nothing has been written when this pass fails).
     """
-    parts = [_piece_metrics(path, a, b, is_mito, is_counted) for a, b in _pieces(start, stop)]
+    with row_reader(path) as read:
+        parts = [_piece_metrics(path, read(a, b), a, is_mito, is_counted) for a, b in _pieces(start, stop)]
     total, mito, n_counted = (np.concatenate(column) for column in zip(*parts))
     empty = np.flatnonzero(total == 0)
     if empty.size:
@@ -53,9 +54,9 @@ def qc_task(path: str, start: int, stop: int, is_mito: np.ndarray, is_counted: n
     return {"start": start, "total_counts": total, "mito_counts": mito, "n_counted_genes": n_counted}
 
 
-def _piece_metrics(path: str, start: int, stop: int, is_mito: np.ndarray, is_counted: np.ndarray) -> tuple:
-    """Per-cell total, mitochondrial counts and counted genes of rows ``[start, stop)``, after checking the values."""
-    counts = read_rows(path, start, stop)
+def _piece_metrics(path: str, counts: sp.csr_matrix, start: int, is_mito: np.ndarray, is_counted: np.ndarray) -> tuple:
+    """Per-cell total, mitochondrial counts and counted genes of the rows read from ``start``, after checking the
+    values."""
     bad = kernels.first_invalid_value(counts.data)
     if bad >= 0:
         row = start + int(np.searchsorted(counts.indptr, bad, side="right")) - 1
@@ -68,12 +69,13 @@ def median_task(path: str, chunks: list[tuple[int, int, np.ndarray]], col_slot: 
                 grid: MedianGrid, library_size: float | None) -> np.ndarray:
     """Histogram (``n_slots × grid.n_bins``) of the non-zero values of the kept cells of several chunks."""
     hist = empty_histogram(n_slots, grid)
-    for start, stop, keep in chunks:
-        for a, b in _pieces(start, stop):
-            counts = read_rows(path, a, b)
-            kernels.add_to_histogram(hist, counts.data, counts.indices, counts.indptr.astype(np.int64),
-                                     keep[a - start:b - start], col_slot, float(library_size or 0.0),
-                                     grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave)
+    with row_reader(path) as read:
+        for start, stop, keep in chunks:
+            for a, b in _pieces(start, stop):
+                counts = read(a, b)
+                kernels.add_to_histogram(hist, counts.data, counts.indices, counts.indptr.astype(np.int64),
+                                         keep[a - start:b - start], col_slot, float(library_size or 0.0),
+                                         grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave)
     return hist
 
 
@@ -86,12 +88,12 @@ def tokenize_task(path: str, start: int, stop: int, keep: np.ndarray, col_token:
     (see :func:`_in_order`). Returns the shard's manifest entry (its digest taken as it is written).
     """
     def ranked(a: int, b: int):
-        return rank_rows(read_rows(path, a, b), col_token, col_median, n_top=options["n_top"],
+        return rank_rows(read(a, b), col_token, col_median, n_top=options["n_top"],
                          library_size=options["library_size"], n_tokens=options["n_tokens"],
                          keep=keep[a - start:b - start], row_offset=a)
 
     n_cells = n_tokens = 0
-    with shard_writer(dest, SHARD_SCHEMA, compression=options["compression"]) as shard:
+    with row_reader(path) as read, shard_writer(dest, SHARD_SCHEMA, compression=options["compression"]) as shard:
         for cells in _in_order(ranked, _pieces(start, stop), options["threads"]):
             shard.write(cells.to_table(options["species"], options["dataset"]))
             n_cells, n_tokens = n_cells + len(cells.rows), n_tokens + int(cells.ids.size)
