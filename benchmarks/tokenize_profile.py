@@ -65,17 +65,17 @@ def stage_times(path: Path, tokenizer, scratch: Path) -> dict[str, float]:
     times = dict.fromkeys(["read", "rank", "kernel", "arrow table", "shard, Parquet", "shard, Arrow IPC", "digest",
                            "sha256 (before)", "read floor", "write floor, raw", "write floor, Arrow IPC",
                            "write floor, Parquet flat"], 0.0)
-    with row_reader(path) as read:  # opened once per pass, as a task opens its input once
+    with row_reader(path) as read, h5py.File(path, "r") as store:  # opened once per pass, as a task opens its input
         for start in range(0, n_cells, CHUNK):
-            _piece_stages(times, read, path, start, min(start + CHUNK, n_cells), tokenizer, col_token, col_median,
+            _piece_stages(times, read, store, start, min(start + CHUNK, n_cells), tokenizer, col_token, col_median,
                           scratch)
     return times
 
 
-def _piece_stages(times: dict, read, path: Path, start: int, stop: int, tokenizer, col_token, col_median,
+def _piece_stages(times: dict, read, store: h5py.File, start: int, stop: int, tokenizer, col_token, col_median,
                   scratch: Path) -> None:
     """Add one piece's seconds per stage to ``times``."""
-    _read_floor(path, start, stop)  # untimed: the piece in the page cache for the read and its floor alike
+    _read_floor(store, start, stop)  # untimed: the piece in the page cache for the read and its floor alike
     counts = _timed(times, "read", read, start, stop)
     cells = _timed(times, "rank", rank_rows, counts, col_token, col_median, n_top=tokenizer.n_top,
                    library_size=tokenizer.library_size, n_tokens=len(tokenizer.vocab), row_offset=start)
@@ -85,7 +85,7 @@ def _piece_stages(times: dict, read, path: Path, start: int, stop: int, tokenize
     shard = _timed(times, "shard, Arrow IPC", write_shard, table, scratch / f"shard-{start}.arrow")
     _timed(times, "digest", shard_digest, shard)
     _timed(times, "sha256 (before)", _sha256, shard)
-    _timed(times, "read floor", _read_floor, path, start, stop)
+    _timed(times, "read floor", _read_floor, store, start, stop)
     _timed(times, "write floor, raw", _write_raw, cells, scratch / f"raw-{start}.bin")
     _timed(times, "write floor, Arrow IPC", feather.write_feather, table, scratch / f"ipc-{start}.arrow",
            compression="uncompressed")
@@ -125,11 +125,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_floor(path: Path, start: int, stop: int) -> int:
-    with h5py.File(path, "r") as f:
-        indptr = f["X/indptr"][start:stop + 1]
-        lo, hi = int(indptr[0]), int(indptr[-1])
-        return f["X/data"][lo:hi].size + f["X/indices"][lo:hi].size
+def _read_floor(store: h5py.File, start: int, stop: int) -> int:
+    indptr = store["X/indptr"][start:stop + 1]
+    lo, hi = int(indptr[0]), int(indptr[-1])
+    return store["X/data"][lo:hi].size + store["X/indices"][lo:hi].size
 
 
 def _write_raw(cells, dest: Path) -> None:
