@@ -58,7 +58,7 @@ from .vocab import SPECIAL_TOKENS, build_vocabulary, strip_version
 class CorpusConfig:
     n_top: int = 2048                  # tokens per cell: its top-N genes by normalised value (paper: 2048)
     library_size: float | None = None  # scale counts to this total per cell first (published code: off)
-    chunk_size: int = 10_000           # cells per read, per task and per shard; bounds memory
+    chunk_size: int = 10_000           # cells per task and per shard (read in pieces of _passes.PIECE_CELLS)
     compression: str = DEFAULT_COMPRESSION  # codec of the shards ("none", "zstd", "lz4"; Parquet also "snappy")
     shard_format: str = "parquet"       # "parquet" or "arrow" (Arrow IPC: 5–7× faster to write; gc_lib.corpus.shards)
     threads: int = 1                   # threads per worker process to read, rank and write (same output)
@@ -365,8 +365,7 @@ def tokenize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
 
     Writes ``out_dir/shards/*.parquet`` (``*.arrow`` with ``shard_format="arrow"``) and ``out_dir/manifest.json``
     (vocabulary hash, per-input genes in the vocabulary, shards); returns the manifest. ``n_workers`` processes,
-    each reading, ranking and writing its pieces with ``threads`` threads. Bad input raises ``ValueError`` before
-    anything is written.
+    each with ``threads`` threads (CorpusConfig). Bad input raises ``ValueError`` before anything is written.
     """
     out_dir = Path(out_dir)
     infos = [describe_store(p) for p in inputs]
