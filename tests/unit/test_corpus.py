@@ -236,12 +236,16 @@ def test_bad_input_never_replaces_a_finished_corpus(inputs, tmp_path):
     assert json.loads((out / "manifest.json").read_text()) == before
 
 
-def test_zarr_input_gives_the_same_corpus_as_h5ad(inputs, tmp_path):
+def test_zarr_input_gives_the_same_corpus_as_h5ad(inputs, tmp_path, monkeypatch):
     zarr_path = tmp_path / "zarr" / "human_a.zarr"
     ad.read_h5ad(inputs[0]).write_zarr(zarr_path)
     from_h5ad = build([inputs[0]], tmp_path / "a")
     from_zarr = build([zarr_path], tmp_path / "b")
     assert [s["xxh3_128"] for s in from_h5ad["shards"]] == [s["xxh3_128"] for s in from_zarr["shards"]]
+    monkeypatch.setattr(corpus_tasks, "PIECE_CELLS", 7)  # pieces of 7 cells (row groups of 7: other files) ...
+    one = build([inputs[0]], tmp_path / "c")
+    threaded = build([zarr_path], tmp_path / "d", config=CorpusConfig(n_top=16, chunk_size=25, threads=3))
+    assert [s["xxh3_128"] for s in threaded["shards"]] == [s["xxh3_128"] for s in one["shards"]]  # ... read in threads
 
 
 # --- extra genes: tokens that no kept cell expresses ------------------------------------------------------
