@@ -113,7 +113,8 @@ def describe_store(path: str | os.PathLike) -> StoreInfo:
 def row_reader(path: str | os.PathLike) -> Iterator[Callable[[int, int], sp.csr_matrix]]:
     """Open the store once and yield ``read(start, stop)``: rows ``[start, stop)`` of the counts as CSR (float32
     data, int32 indices, int64 indptr). A task reads its pieces through one opening (opening per piece cost 1–3 µs
-    per cell, up to a third of the read); h5py serialises calls from several threads, so ``read`` may be shared."""
+    per cell, up to a third of the read). ``read`` may be called from several threads (h5py serialises them; zarr
+    reads are independent)."""
     path = Path(path)
     with open_store(path) as store:
         node, location = _counts_node(store, path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,7 +20,7 @@ from . import _kernels as kernels
 from ._count_store import row_reader
 from .medians import COUNTS_GRID, SCALED_GRID, MedianGrid, empty_histogram
 from .shards import ROW_GROUP_CELLS, shard_digest, shard_writer
-from .tokenizer import SHARD_SCHEMA, rank_rows
+from .tokenizer import SHARD_SCHEMA, TokenizedCells, rank_rows
 
 #: cells read (and ranked and written) at a time inside a task, a multiple of the shard's group size: ~12 MB per CSR
 #: array at 3,000 genes per cell instead of ~240 MB for a 10,000-cell chunk, so memory stays small and is reused;
@@ -87,7 +88,7 @@ def tokenize_task(path: str, start: int, stop: int, keep: np.ndarray, col_token:
     ``options``: ``n_top``, ``library_size``, ``n_tokens``, ``species``, ``dataset``, ``compression``, ``threads``
     (see :func:`_in_order`). Returns the shard's manifest entry (its digest taken as it is written).
     """
-    def ranked(a: int, b: int):
+    def ranked(a: int, b: int) -> TokenizedCells:
         return rank_rows(read(a, b), col_token, col_median, n_top=options["n_top"],
                          library_size=options["library_size"], n_tokens=options["n_tokens"],
                          keep=keep[a - start:b - start], row_offset=a)
@@ -100,7 +101,8 @@ def tokenize_task(path: str, start: int, stop: int, keep: np.ndarray, col_token:
     return {"file": Path(dest).name, "cells": n_cells, "tokens": n_tokens, "xxh3_128": shard.digest}
 
 
-def _in_order(job, pieces: list[tuple[int, int]], threads: int):
+def _in_order(job: Callable[[int, int], TokenizedCells], pieces: list[tuple[int, int]],
+              threads: int) -> Iterator[TokenizedCells]:
     """``job(a, b)`` of each piece, yielded in the pieces' order.
 
     One thread runs the jobs here in turn. With ``threads`` = k ≥ 2, k pool threads read and rank k pieces at once

@@ -11,8 +11,7 @@ groups, Arrow IPC record batches): the unit the pretraining loader shuffles. Its
 Each shard's manifest entry carries an xxh3-128 digest of the file, taken as its bytes are written (the same as
 :func:`shard_digest` of the finished file): a content checksum for integrity and cache identity
 (``gc_lib.model.pretrain.corpus_hash``), not a security hash; it runs at memory speed, where sha256 cost about a tenth
-of the whole tokenising task. Manifests written before carry
-``sha256`` instead; :func:`manifest_digest` reads either.
+of the whole tokenising task. Manifests written before carry ``sha256`` instead; :func:`manifest_digest` reads either.
 """
 from __future__ import annotations
 
