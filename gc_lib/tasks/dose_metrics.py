@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .profile_scores import pearson, profile_deltas, top_de_genes
+from .profile_scores import pearson, profile_deltas, score_table, top_de_genes
 
 METRICS = ("r2_all", "r2_de20", "pearson_delta", "precision_up", "precision_down")
 
@@ -52,8 +52,4 @@ def condition_scores(true: np.ndarray, pred: np.ndarray, control_mean: np.ndarra
 def score_predictions(truth: np.ndarray, predictions: np.ndarray, conditions: pd.DataFrame, control_mean: np.ndarray,
                       control_sd: np.ndarray, **kwargs) -> pd.DataFrame:
     """One row per held-out condition (the columns of ``conditions``, e.g. drug and dose, plus every metric)."""
-    if truth.shape != predictions.shape or len(truth) != len(conditions):
-        raise ValueError(f"truth {truth.shape}, predictions {predictions.shape} and {len(conditions)} conditions "
-                         "must agree")
-    rows = [condition_scores(t, p, control_mean, control_sd, **kwargs) for t, p in zip(truth, predictions)]
-    return pd.concat([conditions.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+    return score_table(condition_scores, truth, predictions, conditions, control_mean, control_sd, **kwargs)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .profile_scores import pearson, profile_deltas, top_de_genes
+from .profile_scores import pearson, profile_deltas, score_table, top_de_genes
 
 METRICS = ("pearson_delta", "pearson_delta_de20", "mse_de20", "l2_top1000")
 LOWER_IS_BETTER = ("mse_de20", "l2_top1000")
@@ -36,9 +36,5 @@ def perturbation_scores(true: np.ndarray, pred: np.ndarray, control_mean: np.nda
 def score_perturbations(truth: np.ndarray, predictions: np.ndarray, conditions, control_mean: np.ndarray,
                         control_sd: np.ndarray, **kwargs) -> pd.DataFrame:
     """One row per perturbation: ``condition`` and every metric."""
-    conditions = list(conditions)
-    if truth.shape != predictions.shape or len(truth) != len(conditions):
-        raise ValueError(f"truth {truth.shape}, predictions {predictions.shape} and {len(conditions)} conditions "
-                         "must agree")
-    rows = [perturbation_scores(t, p, control_mean, control_sd, **kwargs) for t, p in zip(truth, predictions)]
-    return pd.concat([pd.DataFrame({"condition": conditions}), pd.DataFrame(rows)], axis=1)
+    return score_table(perturbation_scores, truth, predictions, pd.DataFrame({"condition": list(conditions)}),
+                       control_mean, control_sd, **kwargs)

@@ -1,9 +1,12 @@
 """What the scores of predicted mean profiles share (drug response, notebook 08; gene perturbation, notebook 07):
-checked inputs and their changes from the control mean, a condition's most changed genes, and a Pearson r that is
-NaN, never a number that could win, for a prediction of no change."""
+checked inputs and their changes from the control mean, a condition's most changed genes, a Pearson r that is
+NaN, never a number that could win, for a prediction of no change, and the table of one row per condition."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
+import pandas as pd
 
 
 def profile_deltas(true, pred, control_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -29,3 +32,14 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     if np.std(a) == 0 or np.std(b) == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def score_table(score: Callable[..., dict[str, float]], truth: np.ndarray, predictions: np.ndarray,
+                conditions: pd.DataFrame, control_mean: np.ndarray, control_sd: np.ndarray, **kwargs) -> pd.DataFrame:
+    """One row per condition: the columns of ``conditions``, then the metrics ``score(true, pred, control_mean,
+    control_sd, **kwargs)`` gives for its row of ``truth`` and ``predictions``."""
+    if truth.shape != predictions.shape or len(truth) != len(conditions):
+        raise ValueError(f"truth {truth.shape}, predictions {predictions.shape} and {len(conditions)} conditions "
+                         "must agree")
+    rows = [score(t, p, control_mean, control_sd, **kwargs) for t, p in zip(truth, predictions)]
+    return pd.concat([conditions.reset_index(drop=True), pd.DataFrame(rows)], axis=1)

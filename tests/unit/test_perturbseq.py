@@ -113,3 +113,5 @@ def test_metrics_of_perfect_null_and_wrong_predictions():
     assert null["l2_top1000"] == pytest.approx(np.linalg.norm((true - control)[top]))
     table = score_perturbations(np.stack([true, true]), np.stack([true, control]), ["a+ctrl", "b+ctrl"], control, sd)
     assert list(table["condition"]) == ["a+ctrl", "b+ctrl"] and table["mse_de20"].iloc[0] == 0
+    with pytest.raises(ValueError, match="1 conditions must agree"):
+        score_perturbations(np.stack([true, true]), np.stack([true, control]), ["a+ctrl"], control, sd)
