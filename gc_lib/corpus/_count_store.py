@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..inputs.contract import ENSEMBL_PREFIX, SPECIES, check_gene_ids, strip_version
+from ..inputs.contract import SPECIES, check_gene_ids, is_species_gene_id
 
 try:  # anndata >= 0.11
     from anndata.io import read_elem
@@ -98,8 +98,7 @@ def describe_store(path: str | os.PathLike) -> StoreInfo:
         check_gene_ids(gene_ids)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    unversioned = pd.Index(strip_version(gene_ids))
-    wrong = ~unversioned.str.startswith(ENSEMBL_PREFIX[str(species[0])] + "0")
+    wrong = ~is_species_gene_id(gene_ids, str(species[0]))
     if wrong.any():
         raise ValueError(f"{path}: cells are {species[0]} but {wrong.sum()} genes are not {species[0]} Ensembl IDs "
                          f"(e.g. {list(gene_ids[wrong][:3])})")

@@ -20,7 +20,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from ..inputs.contract import ENSEMBL_PREFIX, SPECIES, is_ensembl_gene_id, strip_version
+from ..inputs.contract import ENSEMBL_PREFIX, SPECIES, is_species_gene_id, strip_version
 
 COLUMNS: tuple[str, ...] = ("gene_id", "species", "symbol")
 MEDIAN_RULE = "median of the species' expressed genes' medians"
@@ -45,9 +45,11 @@ def check_extra_genes(genes: pd.DataFrame | None) -> pd.DataFrame | None:
     unknown = sorted(set(table["species"]) - set(SPECIES))
     if unknown:
         raise ValueError(f"extra_genes: unknown species {unknown}; expected one of {SPECIES}")
-    prefix = table["species"].map(ENSEMBL_PREFIX)
-    of_species = np.array([g.startswith(p) for g, p in zip(table["gene_id"], prefix)], dtype=bool)
-    wrong = ~is_ensembl_gene_id(table["gene_id"]) | ~of_species
+    of_species = np.zeros(len(table), dtype=bool)
+    for name in SPECIES:
+        rows = (table["species"] == name).to_numpy()
+        of_species[rows] = is_species_gene_id(table["gene_id"][rows], name)
+    wrong = ~of_species
     if wrong.any():
         examples = table[wrong].head(3).to_dict(orient="records")
         raise ValueError(f"extra_genes: {int(wrong.sum())} gene IDs are not Ensembl gene IDs of their species "

@@ -36,6 +36,16 @@ def is_ensembl_gene_id(names) -> np.ndarray:
     return np.fromiter((bool(_ENSEMBL_GENE.match(str(n))) for n in names), dtype=bool, count=len(names))
 
 
+def is_species_gene_id(names, species: str) -> np.ndarray:
+    """Boolean mask: which of ``names`` are Ensembl gene IDs of ``species`` (``ENSG`` + 11 digits for human,
+    ``ENSMUSG`` + 11 for mouse; a ``.N`` version suffix allowed): the one test of "a gene of this species" that the
+    contract, the converters, the gene tables and the corpus builder share."""
+    if species not in ENSEMBL_PREFIX:
+        raise ValueError(f"unknown species {species!r}; expected one of {SPECIES}")
+    pattern = re.compile(ENSEMBL_PREFIX[species] + r"\d{11}(\.\d+)?")
+    return np.fromiter((bool(pattern.fullmatch(str(n))) for n in names), dtype=bool, count=len(names))
+
+
 def is_entrez_gene_id(names) -> np.ndarray:
     """Boolean mask: which of ``names`` look like NCBI/Entrez gene IDs (``GeneID:7157`` or a plain ``7157``).
 
@@ -87,10 +97,9 @@ def _check_species(adata: AnnData) -> None:
     if unknown:
         raise ValueError(f"unknown species {unknown} in obs['species']; expected one of {SPECIES}.")
     for name in species.unique():
-        prefix = ENSEMBL_PREFIX[name]  # "ENSG" is not a prefix of "ENSMUSG", so one test per species suffices
-        if not adata.var_names.str.startswith(prefix).any():
+        if not is_species_gene_id(adata.var_names, name).any():
             raise ValueError(f"cells are labelled {name!r} but no var_name is a {name} Ensembl ID "
-                             f"({prefix}…); is obs['species'] right?")
+                             f"({ENSEMBL_PREFIX[name]}…); is obs['species'] right?")
 
 
 def _check_values(matrix, where: str) -> None:

@@ -32,7 +32,15 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .contract import ENSEMBL_PREFIX, SPECIES, check_counts_adata, counts_matrix, is_ensembl_gene_id, is_entrez_gene_id
+from .contract import (
+    ENSEMBL_PREFIX,
+    SPECIES,
+    check_counts_adata,
+    counts_matrix,
+    is_ensembl_gene_id,
+    is_entrez_gene_id,
+    is_species_gene_id,
+)
 from .genes import map_symbols_to_ensembl
 
 #: var columns that commonly hold Ensembl IDs (10x/scanpy, CELLxGENE, Geneformer-style files), in order tried.
@@ -207,7 +215,7 @@ def plan_genes(var: pd.DataFrame, species: str, gene_id_column: str | None,
         symbols = names if sym_col is None else _as_str(var[sym_col])
         ids, mapping = _map_symbols(symbols, species, symbol_source, _tried(var, names))
         id_source = f"symbols in {symbol_source}"
-    keep = ids.str.fullmatch(ENSEMBL_PREFIX[species] + r"\d{11}").to_numpy(dtype=bool)
+    keep = is_species_gene_id(ids, species)
     if not keep.any():
         raise ValueError(f"no {species} Ensembl gene IDs ({ENSEMBL_PREFIX[species]}…) in {id_source} "
                          f"(e.g. {list(ids[:3])}); is species={species!r} right, or is the ID in another column "

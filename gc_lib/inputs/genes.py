@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..core import paths
 from ..core.atomic import write_parquet
-from .contract import ENSEMBL_PREFIX, SPECIES
+from .contract import SPECIES, is_species_gene_id
 from .orgdb import transcription_factors
 from .sources import fetch
 
@@ -61,8 +61,7 @@ def _source_gene_table(species: str) -> pd.DataFrame:
     cannot be tokens and are left out here.
     """
     table = pd.read_parquet(fetch(_GENE_SOURCE[species]))
-    pattern = ENSEMBL_PREFIX[species] + r"\d{11}"
-    return table[table["ensembl_id"].fillna("").str.fullmatch(pattern)]
+    return table[is_species_gene_id(table["ensembl_id"].fillna(""), species)]
 
 
 def gene_table(species: str) -> pd.DataFrame:

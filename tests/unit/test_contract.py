@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from gc_lib.inputs.contract import check_counts_adata, is_ensembl_gene_id
+from gc_lib.inputs.contract import check_counts_adata, is_ensembl_gene_id, is_species_gene_id
 
 HUMAN = [f"ENSG{i:011d}" for i in range(1, 6)]
 MOUSE = [f"ENSMUSG{i:011d}" for i in range(1, 6)]
@@ -104,6 +104,11 @@ def test_the_check_changes_nothing():
 def test_ensembl_pattern():
     assert is_ensembl_gene_id(["ENSG00000141510", "ENSMUSG00000059552.7", "TP53", "ENSG123"]).tolist() == \
         [True, True, False, False]
+    names = ["ENSG00000141510", "ENSG00000141510.5", "ENSMUSG00000059552", "ENSG0000014151", "ENSG00000141510x"]
+    assert is_species_gene_id(names, "human").tolist() == [True, True, False, False, False]
+    assert is_species_gene_id(names, "mouse").tolist() == [False, False, True, False, False]
+    with pytest.raises(ValueError, match="unknown species 'yeast'"):
+        is_species_gene_id(names, "yeast")
 
 
 def test_two_versions_of_one_gene_are_duplicates():
