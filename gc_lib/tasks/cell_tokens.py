@@ -160,3 +160,12 @@ def collate(cells: CellTokens, index, *, pad_id: int = 0) -> dict[str, torch.Ten
         values[row, :n] = torch.from_numpy(cells.values[i])
     return {"input_ids": input_ids, "values": values, "species": torch.from_numpy(cells.species[index]),
             "attention_mask": input_ids != pad_id}
+
+
+def add_by_token(total: torch.Tensor, states: torch.Tensor, inputs: dict[str, torch.Tensor]) -> None:
+    """Add each real gene token's state in ``states`` (B, 1 + L, d; position 0 is the cell token) to the row of
+    ``total`` (vocab_size, d) of its token id, for ``inputs`` from :func:`collate`: gene states summed by gene
+    identity, never by position (the published code averaged positions); divided by :meth:`CellTokens.token_counts`
+    they give each gene's mean state."""
+    real = inputs["attention_mask"]
+    total.index_add_(0, inputs["input_ids"][real], states[:, 1:][real].to(total.dtype))

@@ -23,7 +23,7 @@ from anndata import AnnData
 from ..corpus.tokenizer import Tokenizer
 from ..inputs.contract import SPECIES, counts_matrix
 from ..model.architecture import load_model
-from .cell_tokens import CellTokens, collate, length_batches
+from .cell_tokens import CellTokens, add_by_token, collate, length_batches
 
 POOLINGS = ("cell", "mean")  # the cell token's final state; the mean over the cell token and the real gene tokens
 
@@ -89,7 +89,6 @@ def encode_cells(model, cells: CellTokens, *, batch_size: int = 32, device: str 
     d, vocab_size = model.config.d_model, model.config.vocab_size
     cell_out = np.zeros((len(cells), d), dtype=np.float32)
     gene_sum = torch.zeros(vocab_size, d, dtype=torch.float64, device=device)
-    gene_count = torch.zeros(vocab_size, dtype=torch.float64, device=device)
     with torch.no_grad():
         for batch in tqdm(length_batches(cells.lengths(), batch_size), desc="embedding", disable=not progress):
             inputs = {k: v.to(device) for k, v in collate(cells, batch, pad_id=model.config.pad_id).items()}
@@ -97,11 +96,9 @@ def encode_cells(model, cells: CellTokens, *, batch_size: int = 32, device: str 
                                        inputs["attention_mask"], stop_block=stop)                  # (B, 1 + L, d)
             cell_out[batch] = pool(hidden, inputs["attention_mask"], pooling).float().cpu().numpy()
             if gene_embeddings:
-                real = inputs["attention_mask"]
-                tokens = inputs["input_ids"][real]
-                gene_sum.index_add_(0, tokens, hidden[:, 1:][real].double())
-                gene_count.index_add_(0, tokens, torch.ones_like(tokens, dtype=torch.float64))
-    return cell_out, gene_sum.cpu().numpy(), gene_count.cpu().numpy()
+                add_by_token(gene_sum, hidden, inputs)
+    gene_count = cells.token_counts(vocab_size) if gene_embeddings else np.zeros(vocab_size)
+    return cell_out, gene_sum.cpu().numpy(), gene_count.astype(np.float64)
 
 
 def stop_block(model, layer: int | None) -> int | None:

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from ..corpus.vocab import Vocabulary
-from .cell_tokens import CellTokens, collate, length_batches
+from .cell_tokens import CellTokens, add_by_token, collate, length_batches
 
 
 def contextual_gene_embeddings(model, cells: CellTokens, layers, *, batch_size: int = 32,
@@ -31,27 +31,23 @@ def contextual_gene_embeddings(model, cells: CellTokens, layers, *, batch_size: 
         raise ValueError(f"layers must lie in 0..{n_layers} (0: the encoder's input; {n_layers}: its output)")
     vocab_size, d = model.config.vocab_size, model.config.d_model
     sums = {layer: torch.zeros(vocab_size, d, dtype=torch.float64, device=device) for layer in layers}
-    count = torch.zeros(vocab_size, dtype=torch.float64, device=device)
     with torch.no_grad():
         for batch in length_batches(cells.lengths(), batch_size):
             inputs = {k: v.to(device) for k, v in collate(cells, batch, pad_id=model.config.pad_id).items()}
-            real = inputs["attention_mask"]
-            tokens = inputs["input_ids"][real]
             x = model.embed_tokens(inputs["input_ids"], inputs["values"], inputs["species"])
             for layer in range(n_layers + 1):
                 if layer:
-                    x = model.encode_from(x, real, first_block=layer - 1, stop_block=layer)
+                    x = model.encode_from(x, inputs["attention_mask"], first_block=layer - 1, stop_block=layer)
                 if layer in sums:
-                    states = model.final_norm(x) if layer == n_layers else x
-                    sums[layer].index_add_(0, tokens, states[:, 1:][real].double())
-            count.index_add_(0, tokens, torch.ones_like(tokens, dtype=torch.float64))
+                    add_by_token(sums[layer], model.final_norm(x) if layer == n_layers else x, inputs)
+    count = cells.token_counts(vocab_size).astype(np.float64)
     seen = count > 0
     out = {}
     for layer, total in sums.items():
-        mean = torch.full_like(total, float("nan"))
-        mean[seen] = total[seen] / count[seen].unsqueeze(1)
-        out[layer] = mean.float().cpu().numpy()
-    return out, count.cpu().numpy()
+        mean = np.full(total.shape, np.nan, dtype=np.float32)
+        mean[seen] = (total.cpu().numpy()[seen] / count[seen, None]).astype(np.float32)
+        out[layer] = mean
+    return out, count
 
 
 def input_gene_embeddings(model, tokens, *, value: float = 1.0) -> np.ndarray:
