@@ -105,12 +105,51 @@ def median_bin(v, integer_mode, n_exact, log_lo, bins_per_octave, n_bins):
     return b
 
 
+#: mantissa bits that index :func:`bin_table`: each octave cut into 1,024 slices
+TABLE_BITS = 10
+_MANTISSA_BITS = 52
+
+
+@nb.njit(cache=True, nogil=True)
+def bin_table(integer_mode, n_exact, log_lo, bins_per_octave, n_bins, first_exp, n_octaves):
+    """For each slice ``[2^e (1 + t/1024), 2^e (1 + (t+1)/1024))`` of the octaves ``e = first_exp …``, the bin that
+    :func:`median_bin` gives every value in it, or -1 where the slice straddles a bin edge.
+
+    Why: the scaled median pass took a ``log2`` per non-zero value (50 µs per cell against 16 on raw counts); a
+    float's exponent and leading mantissa bits find its bin in this table instead, and only values in a straddling
+    slice (about 1 in 80) or outside the table's octaves take the logarithm. The same bins: ``median_bin`` is
+    non-decreasing in the value, so a slice whose first and last floats share a bin holds only that bin (tested).
+    """
+    table = np.empty(n_octaves << TABLE_BITS, np.int16)
+    step = np.uint64(1) << np.uint64(_MANTISSA_BITS - TABLE_BITS)
+    for i in range(table.size):
+        exponent = np.uint64(first_exp + (i >> TABLE_BITS) + 1023)
+        first = (exponent << np.uint64(_MANTISSA_BITS)) | (np.uint64(i & ((1 << TABLE_BITS) - 1)) * step)
+        a = median_bin(np.uint64(first).view(np.float64), integer_mode, n_exact, log_lo, bins_per_octave, n_bins)
+        b = median_bin(np.uint64(first + step - np.uint64(1)).view(np.float64), integer_mode, n_exact, log_lo,
+                       bins_per_octave, n_bins)
+        table[i] = a if a == b else -1
+    return table
+
+
+@nb.njit(cache=True, nogil=True)
+def _table_bin(v, table, first_exp):
+    """The bin of positive ``v`` from :func:`bin_table`, or -1 (a straddling slice, or outside the table)."""
+    bits = np.float64(v).view(np.uint64)
+    octave = np.int64(bits >> np.uint64(_MANTISSA_BITS)) - 1023 - first_exp
+    if octave < 0 or (octave << TABLE_BITS) >= table.size:
+        return np.int64(-1)
+    mantissa = np.int64((bits >> np.uint64(_MANTISSA_BITS - TABLE_BITS)) & np.uint64((1 << TABLE_BITS) - 1))
+    return np.int64(table[(octave << TABLE_BITS) | mantissa])
+
+
 @nb.njit(cache=True, nogil=True)
 def add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size,
-                     integer_mode, n_exact, log_lo, bins_per_octave):
+                     integer_mode, n_exact, log_lo, bins_per_octave, table, first_exp):
     """Add the non-zero values of the kept cells to ``hist[slot, bin]`` (``col_slot[j] < 0``: column ignored).
 
-    With ``library_size > 0`` a value is ``count * library_size / total_counts`` of its cell.
+    With ``library_size > 0`` a value is ``count * library_size / total_counts`` of its cell. ``table`` and
+    ``first_exp``: the grid's :func:`bin_table` and its first octave.
     """
     n_bins = hist.shape[1]
     for r in range(indptr.size - 1):
@@ -121,7 +160,14 @@ def add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size,
             c = data[p]
             s = col_slot[indices[p]]
             if c > 0 and s >= 0:
-                hist[s, median_bin(c * scale, integer_mode, n_exact, log_lo, bins_per_octave, n_bins)] += 1
+                v = np.float64(c * scale)
+                if integer_mode and v < n_exact:  # a count's own bin: cheaper than the table
+                    b = np.int64(v)
+                else:
+                    b = _table_bin(v, table, first_exp)
+                    if b < 0:
+                        b = median_bin(v, integer_mode, n_exact, log_lo, bins_per_octave, n_bins)
+                hist[s, b] += 1
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from ..inputs.fetch import sha256_file, sha256_tree
 from . import _kernels as kernels
 from ._count_store import row_reader
-from .medians import COUNTS_GRID, SCALED_GRID, MedianGrid, empty_histogram
+from .medians import COUNTS_GRID, SCALED_GRID, MedianGrid, bin_lookup, empty_histogram
 from .shards import ROW_GROUP_CELLS, shard_digest, shard_writer
 from .tokenizer import SHARD_SCHEMA, TokenizedCells, rank_rows
 
@@ -69,14 +69,15 @@ def _piece_metrics(path: str, counts: sp.csr_matrix, start: int, is_mito: np.nda
 def median_task(path: str, chunks: list[tuple[int, int, np.ndarray]], col_slot: np.ndarray, n_slots: int,
                 grid: MedianGrid, library_size: float | None) -> np.ndarray:
     """Histogram (``n_slots × grid.n_bins``) of the non-zero values of the kept cells of several chunks."""
-    hist = empty_histogram(n_slots, grid)
+    hist, (table, first_exp) = empty_histogram(n_slots, grid), bin_lookup(grid)
     with row_reader(path) as read:
         for start, stop, keep in chunks:
             for a, b in _pieces(start, stop):
                 counts = read(a, b)
                 kernels.add_to_histogram(hist, counts.data, counts.indices, counts.indptr.astype(np.int64),
                                          keep[a - start:b - start], col_slot, float(library_size or 0.0),
-                                         grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave)
+                                         grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave, table,
+                                         first_exp)
     return hist
 
 
@@ -140,6 +141,6 @@ def warm_kernels() -> None:
     kernels.cell_metrics(data, indices, indptr, flags, flags)
     for grid in (COUNTS_GRID, SCALED_GRID):
         kernels.add_to_histogram(empty_histogram(1, grid), data, indices, indptr, keep, np.zeros(1, np.int64), 0.0,
-                                 grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave)
+                                 grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave, *bin_lookup(grid))
     rank_rows(sp.csr_matrix(data.reshape(1, 1)), np.array([4], np.int32), np.ones(1), n_top=1, library_size=None,
               n_tokens=5)

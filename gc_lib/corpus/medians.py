@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import _kernels as kernels
+
 
 @dataclass(frozen=True)
 class MedianGrid:
@@ -64,6 +66,19 @@ def bin_values(grid: MedianGrid) -> np.ndarray:
     k = np.arange(grid.n_bins - grid.first_log_bin)
     values[grid.first_log_bin:] = 2 ** (grid.log_lo + (k + 0.5) / grid.bins_per_octave)
     return values
+
+
+def bin_lookup(grid: MedianGrid) -> tuple[np.ndarray, int]:
+    """The grid's bin table and its first octave, for :func:`gc_lib.corpus._kernels.add_to_histogram` (which finds
+    most values' bins in it without a logarithm): the octaves from the lowest value binned apart (1 for counts,
+    ``2**log_lo`` for scaled values) to ``2**log_hi``."""
+    first = int(np.floor(grid.log_lo))
+    if grid.integer_mode:
+        first = min(first, 0)
+    n_octaves = int(np.ceil(grid.log_hi)) - first
+    table = kernels.bin_table(grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave, grid.n_bins, first,
+                              n_octaves)
+    return table, first
 
 
 def empty_histogram(n_genes: int, grid: MedianGrid) -> np.ndarray:

@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gc_lib.corpus._kernels import add_to_histogram
+from gc_lib.corpus._kernels import add_to_histogram, median_bin
 from gc_lib.corpus.medians import (
     COUNTS_GRID,
     SCALED_GRID,
+    bin_lookup,
     empty_histogram,
     grid_for,
     median_error_bound,
@@ -34,7 +35,7 @@ def histogram(counts, grid, *, library_size=0.0, keep=None, col_slot=None, n_slo
     hist = empty_histogram(n_genes if n_slots is None else n_slots, grid)
     add_to_histogram(hist, m.data.astype(np.float32), m.indices.astype(np.int32), m.indptr.astype(np.int64),
                      keep, col_slot, float(library_size), grid.integer_mode, grid.n_exact, grid.log_lo,
-                     grid.bins_per_octave)
+                     grid.bins_per_octave, *bin_lookup(grid))
     return hist
 
 
@@ -161,3 +162,25 @@ def test_histograms_add_up_across_chunks():
     whole = histogram(counts, COUNTS_GRID)
     np.testing.assert_array_equal(histogram(counts[:25], COUNTS_GRID) + histogram(counts[25:], COUNTS_GRID), whole)
     assert whole.dtype == np.uint32 and whole.shape == (5, COUNTS_GRID.n_bins)
+
+
+@pytest.mark.parametrize("grid", [COUNTS_GRID, SCALED_GRID], ids=["counts", "scaled"])
+def test_the_bin_table_gives_the_bins_of_the_logarithm(grid):
+    """Every value binned through the table (add_to_histogram) lands where median_bin's log2 puts it: random
+    values over and beyond the grid, integers, every bin edge and the floats on either side of it."""
+    rng = np.random.default_rng(0)
+    k = np.arange(grid.n_bins - grid.first_log_bin + 1)
+    edges = 2.0 ** (grid.log_lo + k / grid.bins_per_octave)
+    values = np.concatenate([2.0 ** rng.uniform(grid.log_lo - 3, grid.log_hi + 3, 200_000), np.arange(1.0, 4097.0),
+                             edges, np.nextafter(edges, 0), np.nextafter(edges, np.inf),
+                             np.nextafter(np.arange(1.0, 300.0), 0)])
+    values = values[values < 3e38].astype(np.float32)  # the kernel reads float32 data (library_size 0: unscaled)
+    hist = empty_histogram(1, grid)
+    add_to_histogram(hist, values, np.zeros(len(values), np.int32), np.arange(len(values) + 1, dtype=np.int64),
+                     np.ones(len(values), bool), np.zeros(1, np.int64), 0.0, grid.integer_mode, grid.n_exact,
+                     grid.log_lo, grid.bins_per_octave, *bin_lookup(grid))
+    expected = np.bincount([median_bin(float(v), grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave,
+                                       grid.n_bins) for v in values], minlength=grid.n_bins)
+    np.testing.assert_array_equal(hist[0], expected)
+    table, _ = bin_lookup(grid)
+    assert 0 < (table < 0).mean() < 0.05  # most slices answer without a logarithm
