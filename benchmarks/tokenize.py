@@ -57,10 +57,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from gc_lib.corpus._count_store import read_rows
+from gc_lib.corpus._count_store import row_reader
 from gc_lib.corpus._passes import PIECE_CELLS
-from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, tokenize_files
-from gc_lib.corpus.shards import ROW_GROUP_CELLS, SHARD_FORMATS
+from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, shard_paths, tokenize_files
+from gc_lib.corpus.shards import ROW_GROUP_CELLS, SHARD_FORMATS, read_shard
 from gc_lib.corpus.tokenizer import SHARD_SCHEMA, Tokenizer, rank_rows
 from gc_lib.corpus.vocab import SPECIAL_TOKENS, build_vocabulary
 
@@ -264,25 +264,26 @@ def check_tokens(data: Path, dicts: dict, gf_out: Path, our_out: Path, n_cells: 
     Geneformer float64 values with an unstable sort), and both sequences are descending."""
     gf = pa.concat_tables(pa.ipc.open_stream(p).read_all()  # HF save_to_disk: Arrow IPC streams
                           for p in sorted((gf_out / f"{GF_PREFIX}.dataset").glob("data-*.arrow")))["input_ids"]
-    ours = pa.concat_tables(pq.read_table(p, columns=["input_ids", "values", "row"])
-                            for p in sorted((our_out / "shards").glob("*.parquet")))
+    ours = pa.concat_tables(read_shard(p, ["input_ids", "values", "row"]) for p in shard_paths(our_out))
     position = pd.Series(np.arange(ours.num_rows), index=ours["row"].to_numpy())
     median_of = json.loads(Path(dicts["gene_median_file"]).read_text())
     medians = np.array([median_of[g] for g in gene_ids()])
     rows = np.random.default_rng(SEED).choice(n_cells, min(n_sample, n_cells), replace=False)
     identical, explained, values_ok = 0, 0, True
-    for row in map(int, rows):
-        counts = read_rows(data, row, row + 1)
-        value = np.zeros(N_GENES)
-        value[counts.indices] = counts.data / counts.data.sum(dtype=np.float64) * LIBRARY_SIZE / medians[counts.indices]
-        g_gf = np.asarray(gf[row].as_py()) - GF_OFFSET
-        g_ours = np.asarray(ours["input_ids"][position[row]].as_py()) - len(SPECIAL_TOKENS)
-        values_ok &= np.allclose(ours["values"][position[row]].as_py(), np.log2(1 + value[g_ours]), rtol=1e-6)
-        same = np.array_equal(g_gf, g_ours)
-        descending = all(np.all(np.diff(value[g]) <= F32_EPS * value[g][1:]) for g in (g_gf, g_ours))
-        identical += same
-        explained += same or (g_gf.size == g_ours.size and descending
-                              and np.allclose(value[g_gf], value[g_ours], rtol=F32_EPS, atol=0))
+    with row_reader(data) as read:
+        for row in map(int, rows):
+            counts = read(row, row + 1)
+            value = np.zeros(N_GENES)
+            scaled = counts.data / counts.data.sum(dtype=np.float64) * LIBRARY_SIZE
+            value[counts.indices] = scaled / medians[counts.indices]
+            g_gf = np.asarray(gf[row].as_py()) - GF_OFFSET
+            g_ours = np.asarray(ours["input_ids"][position[row]].as_py()) - len(SPECIAL_TOKENS)
+            values_ok &= np.allclose(ours["values"][position[row]].as_py(), np.log2(1 + value[g_ours]), rtol=1e-6)
+            same = np.array_equal(g_gf, g_ours)
+            descending = all(np.all(np.diff(value[g]) <= F32_EPS * value[g][1:]) for g in (g_gf, g_ours))
+            identical += same
+            explained += same or (g_gf.size == g_ours.size and descending
+                                  and np.allclose(value[g_gf], value[g_ours], rtol=F32_EPS, atol=0))
     return {"cells": len(rows), "identical": identical, "differing": len(rows) - identical,
             "explained_by_ties": explained - identical, "all_explained_by_ties": explained == len(rows),
             "our_values_match": bool(values_ok)}

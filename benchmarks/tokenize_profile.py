@@ -29,7 +29,6 @@ the read and its floor both find it in the page cache (a cold read measures the 
 printed, and ``tokenize_profile.json`` in the workdir.
 """
 import argparse
-import hashlib
 import json
 import runpy
 import shutil
@@ -44,11 +43,12 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from gc_lib.corpus import _kernels as kernels
-from gc_lib.corpus._count_store import row_reader
+from gc_lib.corpus._count_store import describe_store, row_reader
 from gc_lib.corpus._passes import PIECE_CELLS
 from gc_lib.corpus.builder import tokenize_files
 from gc_lib.corpus.shards import shard_digest, write_shard
 from gc_lib.corpus.tokenizer import _token_bits, rank_rows
+from gc_lib.inputs.fetch import sha256_file
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -58,7 +58,7 @@ CHUNK = PIECE_CELLS  # the unit the tokenising task reads, ranks and appends to 
 def stage_times(path: Path, tokenizer, scratch: Path) -> dict[str, float]:
     """Seconds per stage for one pass over the file, piece by piece as the tokenising task does it (each piece's
     shard written as a file of its own here)."""
-    col_token, col_median = tokenizer.column_tables(_gene_ids(path), "human")
+    col_token, col_median = tokenizer.column_tables(describe_store(path).gene_ids, "human")
     col_token, col_median = col_token.astype(np.int32), col_median.astype(np.float64)
     with h5py.File(path, "r") as f:
         n_cells = int(f["X"].attrs["shape"][0])
@@ -84,7 +84,7 @@ def _piece_stages(times: dict, read, store: h5py.File, start: int, stop: int, to
     _timed(times, "shard, Parquet", write_shard, table, scratch / f"shard-{start}.parquet")
     shard = _timed(times, "shard, Arrow IPC", write_shard, table, scratch / f"shard-{start}.arrow")
     _timed(times, "digest", shard_digest, shard)
-    _timed(times, "sha256 (before)", _sha256, shard)
+    _timed(times, "sha256 (before)", sha256_file, shard)
     _timed(times, "read floor", _read_floor, store, start, stop)
     _timed(times, "write floor, raw", _write_raw, cells, scratch / f"raw-{start}.bin")
     _timed(times, "write floor, Arrow IPC", feather.write_feather, table, scratch / f"ipc-{start}.arrow",
@@ -99,13 +99,6 @@ def _timed(times: dict, name: str, fn, *args, **kwargs):
     return result
 
 
-def _gene_ids(path: Path) -> list[str]:
-    with h5py.File(path, "r") as f:
-        var = f["var"]
-        index = var.attrs["_index"]
-        return [x.decode() if isinstance(x, bytes) else str(x) for x in var[index][:]]
-
-
 def _kernel_only(counts, col_token, col_median, tokenizer) -> int:
     indptr = counts.indptr.astype(np.int64)
     keep = np.ones(counts.shape[0], dtype=bool)
@@ -115,14 +108,6 @@ def _kernel_only(counts, col_token, col_median, tokenizer) -> int:
     return kernels.tokenize_csr(counts.data, counts.indices, indptr, keep, col_token, col_median, tokenizer.n_top,
                                 tokenizer.library_size or 0.0, _token_bits(len(tokenizer.vocab)), ids, values,
                                 lengths)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_floor(store: h5py.File, start: int, stop: int) -> int:

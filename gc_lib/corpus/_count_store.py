@@ -138,8 +138,3 @@ def row_reader(path: str | os.PathLike) -> Iterator[Callable[[int, int], sp.csr_
 
         yield read
 
-
-def read_rows(path: str | os.PathLike, start: int, stop: int) -> sp.csr_matrix:
-    """Rows ``[start, stop)`` of the counts as CSR (one opening of the store; see :func:`row_reader`)."""
-    with row_reader(path) as read:
-        return read(start, stop)

@@ -99,7 +99,7 @@ def tokenize_task(path: str, start: int, stop: int, keep: np.ndarray, col_token:
         for cells in _in_order(ranked, _pieces(start, stop), options["threads"]):
             shard.write(cells.to_table(options["species"], options["dataset"]))
             n_cells, n_tokens = n_cells + len(cells.rows), n_tokens + int(cells.ids.size)
-    return {"file": Path(dest).name, "cells": n_cells, "tokens": n_tokens, "xxh3_128": shard.digest}
+    return shard_stats(dest, n_cells=n_cells, n_tokens=n_tokens, digest=shard.digest)
 
 
 def _in_order(job: Callable[[int, int], TokenizedCells], pieces: list[tuple[int, int]],
@@ -127,9 +127,9 @@ def _in_order(job: Callable[[int, int], TokenizedCells], pieces: list[tuple[int,
                 future.cancel()
 
 
-def shard_stats(dest: str, *, n_cells: int, n_tokens: int) -> dict:
-    """The manifest entry of a shard already on disk (one finished by an interrupted run)."""
-    return {"file": Path(dest).name, "cells": n_cells, "tokens": n_tokens, "xxh3_128": shard_digest(dest)}
+def shard_stats(dest: str, *, n_cells: int, n_tokens: int, digest: str | None = None) -> dict:
+    """One shard's manifest entry; without ``digest`` (a shard finished by an interrupted run) the file is hashed."""
+    return {"file": Path(dest).name, "cells": n_cells, "tokens": n_tokens, "xxh3_128": digest or shard_digest(dest)}
 
 
 def warm_kernels() -> None:

@@ -109,19 +109,24 @@ def shard_writer(dest: str | os.PathLike, schema: pa.Schema, *,
     with atomic_path(dest) as tmp:
         stream = _DigestingFile(tmp)
         try:
-            with pa.PythonFile(stream, mode="w") as sink:
-                if name == "parquet":
-                    with pq.ParquetWriter(sink, schema, compression=compression, use_dictionary=["dataset"]) as writer:
-                        output = ShardOutput(lambda table: writer.write_table(table, row_group_size=ROW_GROUP_CELLS))
-                        yield output
-                else:
-                    options = pa.ipc.IpcWriteOptions(compression=_ARROW_CODECS[compression])
-                    with pa.ipc.new_file(sink, schema, options=options) as writer:
-                        output = ShardOutput(lambda table: writer.write_table(table, max_chunksize=ROW_GROUP_CELLS))
-                        yield output
+            with pa.PythonFile(stream, mode="w") as sink, _format_writer(sink, name, schema, compression) as output:
+                yield output
         finally:
             stream.close()
         output.digest = stream.hexdigest()
+
+
+@contextmanager
+def _format_writer(sink: pa.NativeFile, name: str, schema: pa.Schema, compression: str) -> Iterator[ShardOutput]:
+    """The format's streaming writer on ``sink``, appending in groups of :data:`ROW_GROUP_CELLS`; closed (footer
+    written) when the block ends."""
+    if name == "parquet":
+        with pq.ParquetWriter(sink, schema, compression=compression, use_dictionary=["dataset"]) as writer:
+            yield ShardOutput(lambda table: writer.write_table(table, row_group_size=ROW_GROUP_CELLS))
+    else:
+        options = pa.ipc.IpcWriteOptions(compression=_ARROW_CODECS[compression])
+        with pa.ipc.new_file(sink, schema, options=options) as writer:
+            yield ShardOutput(lambda table: writer.write_table(table, max_chunksize=ROW_GROUP_CELLS))
 
 
 def write_shard(table: pa.Table, dest: str | os.PathLike, *, compression: str = DEFAULT_COMPRESSION) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,57 +73,27 @@ def _token_bits(n_tokens: int) -> int:
 
 def rank_rows(counts: sp.csr_matrix, col_token: np.ndarray, col_median: np.ndarray, *, n_top: int,
               library_size: float | None, n_tokens: int, keep: np.ndarray | None = None,
-              row_offset: int = 0, threads: int = 1) -> TokenizedCells:
+              row_offset: int = 0) -> TokenizedCells:
     """Tokenise the kept rows of a CSR count chunk: the kernel call every tokenising path goes through.
 
     ``col_token``/``col_median``: each column's token id (-1: ignored) and median; ``n_tokens``: vocabulary
-    size; ``row_offset``: the chunk's first row in its source, so ``rows`` index the source's ``.obs``;
-    ``threads`` > 1 splits the rows into that many parts ranked at once (the kernel releases the GIL), with the
-    same result.
+    size; ``row_offset``: the chunk's first row in its source, so ``rows`` index the source's ``.obs``.
     """
-    if threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads}")
     counts = counts if sp.isspmatrix_csr(counts) else sp.csr_matrix(counts)
     data = np.asarray(counts.data, dtype=np.float32)
     indices = np.asarray(counts.indices, dtype=np.int32)
     indptr = np.asarray(counts.indptr, dtype=np.int64)
     keep = np.ones(counts.shape[0], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
-    room = np.where(keep, np.minimum(np.diff(indptr), n_top), 0)
-    ids, values = np.empty(int(room.sum()), np.int32), np.empty(int(room.sum()), np.float32)
+    capacity = int(np.minimum(np.diff(indptr)[keep], n_top).sum())
+    ids, values = np.empty(capacity, np.int32), np.empty(capacity, np.float32)
     lengths = np.empty(int(keep.sum()), np.int32)
-    tables = (np.asarray(col_token, dtype=np.int32), np.asarray(col_median, dtype=np.float64))
-    options = (n_top, library_size or 0.0, _token_bits(n_tokens))
-    cuts = _row_parts(room, min(threads, len(room) or 1))
-    room_at, cell_at = np.r_[0, np.cumsum(room)], np.r_[0, np.cumsum(keep)]
-
-    def rank_part(a: int, b: int) -> int:
-        """Rows [a, b) into the outputs at their own place (indptr keeps absolute positions into data)."""
-        return kernels.tokenize_csr(data, indices, indptr[a:b + 1], keep[a:b], *tables, *options,
-                                    ids[room_at[a]:room_at[b]], values[room_at[a]:room_at[b]],
-                                    lengths[cell_at[a]:cell_at[b]])
-
-    parts = list(zip(cuts[:-1], cuts[1:]))
-    if len(parts) == 1:
-        rank_part(*parts[0])
-    else:
-        with ThreadPoolExecutor(len(parts)) as pool:
-            used = list(pool.map(lambda part: rank_part(*part), parts))
-        # a part may leave room unused (genes outside the vocabulary): close the gaps
-        spans = [slice(room_at[a], room_at[a] + n) for (a, _), n in zip(parts, used)]
-        ids, values = np.concatenate([ids[s] for s in spans]), np.concatenate([values[s] for s in spans])
+    used = kernels.tokenize_csr(data, indices, indptr, keep, np.asarray(col_token, dtype=np.int32),
+                                np.asarray(col_median, dtype=np.float64), n_top, library_size or 0.0,
+                                _token_bits(n_tokens), ids, values, lengths)
     offsets = np.zeros(len(lengths) + 1, np.int32)
     np.cumsum(lengths, out=offsets[1:])
     rows = np.flatnonzero(keep).astype(np.int64) + row_offset
-    return TokenizedCells(ids[:offsets[-1]], values[:offsets[-1]], offsets, rows)
-
-
-def _row_parts(room: np.ndarray, n_parts: int) -> np.ndarray:
-    """Row boundaries (``n_parts + 1`` of them) that split the rows into parts of about equal output room."""
-    if n_parts <= 1:
-        return np.array([0, len(room)])
-    total = np.cumsum(room)
-    inner = np.searchsorted(total, total[-1] * np.arange(1, n_parts) / n_parts, side="right")
-    return np.unique(np.r_[0, inner, len(room)])
+    return TokenizedCells(ids[:used], values[:used], offsets, rows)
 
 
 def _one_species(adata: AnnData, species: str | None) -> str:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gc_lib.corpus.shards import write_shard
-from gc_lib.corpus.tokenizer import SHARD_SCHEMA, Tokenizer, rank_rows
+from gc_lib.corpus.tokenizer import SHARD_SCHEMA, Tokenizer
 from gc_lib.corpus.vocab import build_vocabulary
 
 N_SPECIAL = 4
@@ -136,22 +136,6 @@ def test_cells_of_thousands_of_genes_with_long_tie_runs_match_the_reference(equa
         for r, (ids, values, _) in enumerate(expected_cells(counts, col_token, col_median, n_top, library_size)):
             np.testing.assert_array_equal(out["input_ids"][r], ids)
             np.testing.assert_array_equal(np.asarray(out["values"][r], dtype=np.float32), values)
-
-
-@settings(max_examples=20, deadline=None)
-@given(case=cases(), threads=st.integers(2, 5))
-def test_threads_give_the_same_cells(case, threads):
-    counts, genes, vocab, medians, _, n_top, library_size = case
-    tokenizer = Tokenizer(vocab, medians, n_top=n_top, library_size=library_size)
-    col_token, col_median = tokenizer.column_tables(genes, "human")
-    keep = np.arange(len(counts)) % 3 != 1
-    options = {"n_top": n_top, "library_size": library_size, "n_tokens": len(vocab), "keep": keep, "row_offset": 5}
-    one = rank_rows(sp.csr_matrix(counts), col_token, col_median, **options)
-    many = rank_rows(sp.csr_matrix(counts), col_token, col_median, threads=threads, **options)
-    for name in ("ids", "values", "offsets", "rows"):
-        np.testing.assert_array_equal(getattr(many, name), getattr(one, name))
-    with pytest.raises(ValueError, match="threads must be a positive integer"):
-        rank_rows(sp.csr_matrix(counts), col_token, col_median, threads=0, **options)
 
 
 def test_genes_outside_the_vocabulary_are_ignored():
