@@ -15,7 +15,9 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+from functools import partial
 from pathlib import Path
+from typing import IO, Callable, Iterator
 
 from ..core.atomic import atomic_path
 from .fetch import ArchiveKind, ContainerKind, FetchError, sha256_tree
@@ -39,6 +41,21 @@ def _deb_data_tar(deb_path: Path) -> tarfile.TarFile:
     raise FetchError(f"{deb_path} has no data.tar member")
 
 
+def _files(archive_path: Path, kind: ContainerKind) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
+    """Every regular file of an archive: its name (no leading ``./``) and a function that opens it for reading."""
+    if kind in ("wheel", "zip"):
+        with zipfile.ZipFile(archive_path) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    yield info.filename, partial(zf.open, info)
+        return
+    tar = tarfile.open(archive_path, mode="r:*") if kind == "sdist" else _deb_data_tar(archive_path)
+    with tar:
+        for info in tar.getmembers():
+            if info.isfile():
+                yield info.name.removeprefix("./"), partial(tar.extractfile, info)
+
+
 def _extract(archive_path: Path, kind: ContainerKind, member: str, out: Path) -> tuple[int, bool]:
     """Extract ``member`` (a file, or every file under a directory prefix) into ``out``.
 
@@ -46,30 +63,14 @@ def _extract(archive_path: Path, kind: ContainerKind, member: str, out: Path) ->
     """
     prefix = member.rstrip("/") + "/"
     count, single_file = 0, False
-    if kind in ("wheel", "zip"):
-        with zipfile.ZipFile(archive_path) as zf:
-            for info in zf.infolist():
-                if info.is_dir() or not (info.filename == member or info.filename.startswith(prefix)):
-                    continue
-                rel = info.filename[len(prefix):] if info.filename != member else Path(member).name
-                target = out / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                count, single_file = count + 1, single_file or info.filename == member
-        return count, single_file
-    tar = tarfile.open(archive_path, mode="r:*") if kind == "sdist" else _deb_data_tar(archive_path)
-    with tar:
-        for info in tar.getmembers():
-            name = info.name.removeprefix("./")
-            if not info.isfile() or not (name == member or name.startswith(prefix)):
-                continue
-            rel = name[len(prefix):] if name != member else Path(member).name
-            target = out / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(info) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            count, single_file = count + 1, single_file or name == member
+    for name, open_file in _files(archive_path, kind):
+        if not (name == member or name.startswith(prefix)):
+            continue
+        target = out / (name[len(prefix):] if name != member else Path(member).name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open_file() as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        count, single_file = count + 1, single_file or name == member
     return count, single_file
 
 
