@@ -42,9 +42,9 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from gc_lib.corpus import _kernels as kernels
 from gc_lib.corpus._count_store import describe_store, row_reader
 from gc_lib.corpus._passes import PIECE_CELLS
+from gc_lib.corpus._rank_kernels import tokenize_csr
 from gc_lib.corpus.builder import tokenize_files
 from gc_lib.corpus.shards import shard_digest, write_shard
 from gc_lib.corpus.tokenizer import _token_bits, rank_rows
@@ -105,9 +105,8 @@ def _kernel_only(counts, col_token, col_median, tokenizer) -> int:
     capacity = int(np.minimum(np.diff(indptr), tokenizer.n_top).sum())
     ids, values = np.empty(capacity, np.int32), np.empty(capacity, np.float32)
     lengths = np.empty(counts.shape[0], np.int32)
-    return kernels.tokenize_csr(counts.data, counts.indices, indptr, keep, col_token, col_median, tokenizer.n_top,
-                                tokenizer.library_size or 0.0, _token_bits(len(tokenizer.vocab)), ids, values,
-                                lengths)
+    return tokenize_csr(counts.data, counts.indices, indptr, keep, col_token, col_median, tokenizer.n_top,
+                        tokenizer.library_size or 0.0, _token_bits(len(tokenizer.vocab)), ids, values, lengths)
 
 
 def _read_floor(store: h5py.File, start: int, stop: int) -> int:

@@ -22,10 +22,12 @@ from .medians import COUNTS_GRID, SCALED_GRID, MedianGrid, bin_lookup, empty_his
 from .shards import ROW_GROUP_CELLS, shard_digest, shard_writer
 from .tokenizer import SHARD_SCHEMA, TokenizedCells, rank_rows
 
-#: cells read (and ranked and written) at a time inside a task, a multiple of the shard's group size: ~12 MB per CSR
+#: cells read (and ranked and written) at a time inside a task, a multiple of the shard's group size: ~6 MB per CSR
 #: array at 3,000 genes per cell instead of ~240 MB for a 10,000-cell chunk, so memory stays small and is reused;
-#: reading measured 8.3 µs per cell this way against 19.8 µs in whole chunks (benchmarks/RESULTS.md, issue 18)
-PIECE_CELLS = 4 * ROW_GROUP_CELLS
+#: reading measured 8.3 µs per cell in 1,024-cell pieces against 19.8 µs in whole chunks, and with two threads
+#: 512-cell pieces ran 2–3 µs per cell faster than 1,024 (less time with one thread idle as a shard's pipeline
+#: fills and drains; benchmarks/RESULTS.md, issue 18)
+PIECE_CELLS = 2 * ROW_GROUP_CELLS
 
 
 def _pieces(start: int, stop: int) -> list[tuple[int, int]]:
