@@ -13,12 +13,12 @@ per cell, the same file and tokenizer), one process, the stages of the tokenisin
   digest taken as the bytes are written);
 - ``digest``: the manifest's xxh3-128 of the finished shard (``shards.shard_digest``; the task takes the same digest
   while it writes, this shows its cost), and for comparison the ``sha256`` the manifest recorded before;
-and the **floors** for the same pieces: ``read floor`` (the three h5py slices alone, no matrix), ``write floor,
-raw`` (the shard's id, value and offset bytes written with ``ndarray.tofile``), ``write floor, Arrow IPC`` (the same
-Arrow table as an uncompressed Feather v2 file) and ``write floor, Parquet flat`` (ids and values as two flat
-columns plus offsets, no dictionary). Also ``tokenize_files`` end to end in one process on the same file, with
-each shard format, with one thread and with two (pieces read and ranked in two threads while the main thread
-writes).
+and the **floors** for the same pieces: ``read floor`` (the three CSR slices alone, no matrix; ``data`` and
+``indices`` read as our reader reads them), ``write floor, raw`` (the shard's id, value and offset bytes written with
+``ndarray.tofile``), ``write floor, Arrow IPC`` (the same Arrow table as an uncompressed Feather v2 file) and ``write
+floor, Parquet flat`` (ids and values as two flat columns plus offsets, no dictionary). Also ``tokenize_files`` end
+to end in one process on the same file, with each shard format, with one thread and with two (pieces read and ranked
+in two threads while the main thread writes).
 Why: the issue's target is within 1.5× of the I/O floor of the format used; this makes the ratio visible.
 How::
 
@@ -43,6 +43,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from gc_lib.corpus._count_store import describe_store, row_reader
+from gc_lib.corpus._direct_read import direct_reader
 from gc_lib.corpus._passes import PIECE_CELLS
 from gc_lib.corpus._rank_kernels import tokenize_csr
 from gc_lib.corpus.builder import tokenize_files
@@ -65,17 +66,19 @@ def stage_times(path: Path, tokenizer, scratch: Path) -> dict[str, float]:
     times = dict.fromkeys(["read", "rank", "kernel", "arrow table", "shard, Parquet", "shard, Arrow IPC", "digest",
                            "sha256 (before)", "read floor", "write floor, raw", "write floor, Arrow IPC",
                            "write floor, Parquet flat"], 0.0)
-    with row_reader(path) as read, h5py.File(path, "r") as store:  # opened once per pass, as a task opens its input
+    # opened once per pass, as a task opens its input
+    with row_reader(path) as read, h5py.File(path, "r") as store, open(path, "rb") as raw:
+        floor_read = _floor_reader(store, raw.fileno())
         for start in range(0, n_cells, CHUNK):
-            _piece_stages(times, read, store, start, min(start + CHUNK, n_cells), tokenizer, col_token, col_median,
-                          scratch)
+            _piece_stages(times, read, floor_read, start, min(start + CHUNK, n_cells), tokenizer, col_token,
+                          col_median, scratch)
     return times
 
 
-def _piece_stages(times: dict, read, store: h5py.File, start: int, stop: int, tokenizer, col_token, col_median,
+def _piece_stages(times: dict, read, floor_read, start: int, stop: int, tokenizer, col_token, col_median,
                   scratch: Path) -> None:
     """Add one piece's seconds per stage to ``times``."""
-    _read_floor(store, start, stop)  # untimed: the piece in the page cache for the read and its floor alike
+    floor_read(start, stop)  # untimed: the piece in the page cache for the read and its floor alike
     counts = _timed(times, "read", read, start, stop)
     cells = _timed(times, "rank", rank_rows, counts, col_token, col_median, n_top=tokenizer.n_top,
                    library_size=tokenizer.library_size, n_tokens=len(tokenizer.vocab), row_offset=start)
@@ -85,7 +88,7 @@ def _piece_stages(times: dict, read, store: h5py.File, start: int, stop: int, to
     shard = _timed(times, "shard, Arrow IPC", write_shard, table, scratch / f"shard-{start}.arrow")
     _timed(times, "digest", shard_digest, shard)
     _timed(times, "sha256 (before)", sha256_file, shard)
-    _timed(times, "read floor", _read_floor, store, start, stop)
+    _timed(times, "read floor", floor_read, start, stop)
     _timed(times, "write floor, raw", _write_raw, cells, scratch / f"raw-{start}.bin")
     _timed(times, "write floor, Arrow IPC", feather.write_feather, table, scratch / f"ipc-{start}.arrow",
            compression="uncompressed")
@@ -109,10 +112,18 @@ def _kernel_only(counts, col_token, col_median, tokenizer) -> int:
                         tokenizer.library_size or 0.0, _token_bits(len(tokenizer.vocab)), ids, values, lengths)
 
 
-def _read_floor(store: h5py.File, start: int, stop: int) -> int:
-    indptr = store["X/indptr"][start:stop + 1]
-    lo, hi = int(indptr[0]), int(indptr[-1])
-    return store["X/data"][lo:hi].size + store["X/indices"][lo:hi].size
+def _floor_reader(store: h5py.File, fd: int):
+    """``floor_read(start, stop)``: the rows' three CSR slices and nothing else, ``data`` and ``indices`` read as our
+    reader reads them where the layout allows (``preadv`` of the stored bytes), else by h5py."""
+    x = store["X"]
+    data, indices = (direct_reader(x[name], fd) or (lambda lo, hi, d=x[name]: d[lo:hi]) for name in ("data", "indices"))
+
+    def floor_read(start: int, stop: int) -> int:
+        indptr = x["indptr"][start:stop + 1]
+        lo, hi = int(indptr[0]), int(indptr[-1])
+        return data(lo, hi).size + indices(lo, hi).size
+
+    return floor_read
 
 
 def _write_raw(cells, dest: Path) -> None:

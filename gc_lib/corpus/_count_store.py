@@ -23,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..inputs.contract import SPECIES, check_gene_ids, is_species_gene_id
+from ._direct_read import direct_reader
 
 try:  # anndata >= 0.11
     from anndata.io import read_elem
@@ -112,8 +113,9 @@ def describe_store(path: str | os.PathLike) -> StoreInfo:
 def row_reader(path: str | os.PathLike) -> Iterator[Callable[[int, int], sp.csr_matrix]]:
     """Open the store once and yield ``read(start, stop)``: rows ``[start, stop)`` of the counts as CSR (float32
     data, int32 indices, int64 indptr). A task reads its pieces through one opening (opening per piece cost 1–3 µs
-    per cell, up to a third of the read). ``read`` may be called from several threads (h5py serialises them; zarr
-    reads are independent)."""
+    per cell, up to a third of the read). ``read`` may be called from several threads: ``data`` and ``indices`` of an
+    ``.h5ad`` are read straight from the file where their layout allows (:mod:`gc_lib.corpus._direct_read`), without
+    the GIL; h5py serialises its own reads; zarr reads are independent."""
     path = Path(path)
     with open_store(path) as store:
         node, location = _counts_node(store, path)
@@ -127,14 +129,36 @@ def row_reader(path: str | os.PathLike) -> Iterator[Callable[[int, int], sp.csr_
             raise ValueError(f"{path}: {location} is stored as {encoding}, which cannot be read by rows; "
                              f"rewrite it as CSR (adata.X = adata.X.tocsr(); adata.write_h5ad(...))")
         n_genes = int(tuple(node.attrs["shape"])[1])
-        indptr_node, data_node, indices_node = node["indptr"], node["data"], node["indices"]
+        indptr_node = node["indptr"]
+        with _descriptor(path) as fd:
+            read_data, read_indices = (_range_reader(node[name], fd) for name in ("data", "indices"))
 
-        def read(start: int, stop: int) -> sp.csr_matrix:
-            indptr = np.asarray(indptr_node[start:stop + 1], dtype=np.int64)
-            lo, hi = int(indptr[0]), int(indptr[-1])
-            data = np.asarray(data_node[lo:hi], dtype=np.float32)
-            indices = np.asarray(indices_node[lo:hi], dtype=np.int32)
-            return sp.csr_matrix((data, indices, indptr - lo), shape=(stop - start, n_genes))
+            def read(start: int, stop: int) -> sp.csr_matrix:
+                indptr = np.asarray(indptr_node[start:stop + 1], dtype=np.int64)
+                lo, hi = int(indptr[0]), int(indptr[-1])
+                data = np.asarray(read_data(lo, hi), dtype=np.float32)
+                indices = np.asarray(read_indices(lo, hi), dtype=np.int32)
+                return sp.csr_matrix((data, indices, indptr - lo), shape=(stop - start, n_genes))
 
-        yield read
+            yield read
+
+
+@contextmanager
+def _descriptor(path: Path) -> Iterator[int | None]:
+    """An OS file descriptor of an ``.h5ad`` for direct reads (``None`` for a ``.zarr`` directory)."""
+    if path.is_dir():
+        yield None
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _range_reader(dataset, fd: int | None) -> Callable[[int, int], np.ndarray]:
+    """``read(lo, hi)`` of a 1-D array: straight from the file where its bytes allow (:mod:`._direct_read`), else
+    through h5py / zarr."""
+    direct = direct_reader(dataset, fd) if fd is not None else None
+    return direct or (lambda lo, hi: dataset[lo:hi])
 
