@@ -132,12 +132,14 @@ def _table_bin(v, table, first_exp):
 @nb.njit(cache=True, nogil=True)
 def add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size,
                      integer_mode, n_exact, log_lo, bins_per_octave, table, first_exp):
-    """Add the non-zero values of the kept cells to ``hist[slot, bin]`` (``col_slot[j] < 0``: column ignored).
+    """Add the non-zero values of the kept cells to ``hist[bin, slot]`` (``col_slot[j] < 0``: column ignored).
 
     With ``library_size > 0`` a value is ``count * library_size / total_counts`` of its cell. ``table`` and
-    ``first_exp``: the grid's :func:`bin_table` and its first octave.
+    ``first_exp``: the grid's :func:`bin_table` and its first octave. Bins are rows: a cell's genes (ascending
+    columns) mostly share a few bins, so its increments walk along a few rows instead of jumping between genes' rows
+    across the whole table (measured 2× faster at 20,000 genes, where the table outgrows the cache).
     """
-    n_bins = hist.shape[1]
+    n_bins = hist.shape[0]
     for r in range(indptr.size - 1):
         if not keep[r]:
             continue
@@ -153,4 +155,4 @@ def add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size,
                     b = _table_bin(v, table, first_exp)
                     if b < 0:
                         b = median_bin(v, integer_mode, n_exact, log_lo, bins_per_octave, n_bins)
-                hist[s, b] += 1
+                hist[b, s] += 1

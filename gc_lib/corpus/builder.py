@@ -162,18 +162,18 @@ def _qc_pass(pool, infos: list[StoreInfo], config: CorpusConfig, annotation: Gen
 def _median_pass(pool, infos, keeps, candidates: pd.Index, config: CorpusConfig, n_workers: int, progress: bool):
     grid = grid_for(config.library_size)
     total_cells = sum(info.n_cells for info in infos)
-    calls, slots = [], []
+    calls = []
     for info, keep in zip(infos, keeps):
         chunks = [(a, b, keep[a:b]) for a, b in _chunks(info.n_cells, config.chunk_size)]
         n_groups = max(1, min(len(chunks), round(n_workers * info.n_cells / total_cells)))
-        col_slot = np.arange(len(info.gene_ids), dtype=np.int64)
+        # each column's candidate (-1: none, ignored), so that every task's histogram has the candidates' columns
+        col_slot = candidates.get_indexer(strip_version(info.gene_ids)).astype(np.int64)
         for group in np.array_split(np.arange(len(chunks)), n_groups):
             calls.append((corpus_tasks.median_task, str(info.path), [chunks[k] for k in group], col_slot,
-                          len(info.gene_ids), grid, config.library_size))
-            slots.append(candidates.get_indexer(strip_version(info.gene_ids)))
-    hist = np.zeros((len(candidates), grid.n_bins), dtype=np.int64)
-    for part, slot in zip(_run(pool, calls, "medians", progress), slots):
-        hist[slot] += part  # an input's genes are distinct, so its slots are too
+                          len(candidates), grid, config.library_size))
+    hist = np.zeros((grid.n_bins, len(candidates)), dtype=np.int64)
+    for part in _run(pool, calls, "medians", progress):
+        hist += part
     return medians_from_histogram(hist, grid)
 
 

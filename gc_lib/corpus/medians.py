@@ -2,7 +2,7 @@
 
 GeneCompass (DESIGN.md §1) divides each count by its gene's non-zero median over the whole corpus. An
 exact median over 100M cells would need every non-zero value in memory, so the pass fills a fixed
-histogram per gene instead (:class:`MedianGrid`, ``n_genes × 512`` counters) and reads the median off it:
+histogram per gene instead (:class:`MedianGrid`, ``512 × n_genes`` counters) and reads the median off it:
 
 - **counts** (the default, as in the published code): values are integer counts. Counts 1–255 each have
   their own bin, so a median ≤ 255 is **exact** (including the mean of the two middle values when the
@@ -82,22 +82,24 @@ def bin_lookup(grid: MedianGrid) -> tuple[np.ndarray, int]:
 
 
 def empty_histogram(n_genes: int, grid: MedianGrid) -> np.ndarray:
-    """Zeroed counters for ``n_genes`` genes (uint32: up to 4.29e9 non-zeros per gene and worker)."""
-    return np.zeros((n_genes, grid.n_bins), dtype=np.uint32)
+    """Zeroed counters, one row per bin and one column per gene (uint32: up to 4.29e9 non-zeros per gene and
+    worker)."""
+    return np.zeros((grid.n_bins, n_genes), dtype=np.uint32)
 
 
 def medians_from_histogram(hist: np.ndarray, grid: MedianGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per gene: the non-zero median (NaN for a gene never expressed), the number of non-zeros, and
-    whether the median is exact (both middle values fell into exact integer bins)."""
+    """Per gene (``hist``: bins × genes, as :func:`empty_histogram`): the non-zero median (NaN for a gene never
+    expressed), the number of non-zeros, and whether the median is exact (both middle values fell into exact integer
+    bins)."""
     hist = np.asarray(hist, dtype=np.int64)
-    n_nonzero = hist.sum(axis=1)
-    cumulative = np.cumsum(hist, axis=1)
+    n_nonzero = hist.sum(axis=0)
+    cumulative = np.cumsum(hist, axis=0)
     values = bin_values(grid)
     lower_rank = (n_nonzero - 1) // 2  # 0-based ranks of the two middle values (equal when n is odd)
     upper_rank = n_nonzero // 2
     # the value of 0-based rank r lies in the first bin whose cumulative count exceeds r
-    lower_bin = (cumulative <= lower_rank[:, None]).sum(axis=1)
-    upper_bin = (cumulative <= upper_rank[:, None]).sum(axis=1)
+    lower_bin = (cumulative <= lower_rank[None, :]).sum(axis=0)
+    upper_bin = (cumulative <= upper_rank[None, :]).sum(axis=0)
     expressed = n_nonzero > 0
     lower_bin = np.where(expressed, lower_bin, 0)
     upper_bin = np.where(expressed, upper_bin, 0)
