@@ -23,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..inputs.contract import SPECIES, check_gene_ids, is_species_gene_id
+from ._buffers import reusable
 from ._direct_read import direct_reader
 
 try:  # anndata >= 0.11
@@ -111,16 +112,18 @@ def describe_store(path: str | os.PathLike) -> StoreInfo:
 
 @contextmanager
 def row_reader(path: str | os.PathLike) -> Iterator[Callable[[int, int], sp.csr_matrix]]:
-    """Open the store once and yield ``read(start, stop)``: rows ``[start, stop)`` of the counts as CSR (float32
-    data, int32 indices, int64 indptr). A task reads its pieces through one opening (opening per piece cost 1–3 µs
-    per cell, up to a third of the read). ``read`` may be called from several threads: ``data`` and ``indices`` of an
-    ``.h5ad`` are read straight from the file where their layout allows (:mod:`gc_lib.corpus._direct_read`), without
-    the GIL; h5py serialises its own reads; zarr reads are independent."""
+    """Open the store once and yield ``read(start, stop, buffers=None)``: rows ``[start, stop)`` of the counts as CSR
+    (float32 data, int32 indices, int64 indptr; with ``buffers``, a dict of :func:`gc_lib.corpus._buffers.reusable`
+    arrays, ``data`` and ``indices`` may be views of its arrays, valid until they are reused). A task reads its pieces
+    through one opening (opening per piece cost 1–3 µs per cell, up to a third of the read). ``read`` may be called
+    from several threads: ``data`` and ``indices`` of an ``.h5ad`` are read straight from the file where their layout
+    allows (:mod:`gc_lib.corpus._direct_read`), without the GIL; h5py serialises its own reads; zarr reads are
+    independent."""
     path = Path(path)
     with open_store(path) as store:
         node, location = _counts_node(store, path)
         if "indptr" not in node:  # dense matrix
-            yield lambda start, stop: sp.csr_matrix(np.asarray(node[start:stop], dtype=np.float32))
+            yield lambda start, stop, buffers=None: sp.csr_matrix(np.asarray(node[start:stop], dtype=np.float32))
             return
         encoding = node.attrs.get("encoding-type", "csr_matrix")
         if isinstance(encoding, bytes):
@@ -131,13 +134,13 @@ def row_reader(path: str | os.PathLike) -> Iterator[Callable[[int, int], sp.csr_
         n_genes = int(tuple(node.attrs["shape"])[1])
         indptr_node = node["indptr"]
         with _descriptor(path) as fd:
-            read_data, read_indices = (_range_reader(node[name], fd) for name in ("data", "indices"))
+            read_data = _range_reader(node["data"], fd, "data", np.float32)
+            read_indices = _range_reader(node["indices"], fd, "indices", np.int32)
 
-            def read(start: int, stop: int) -> sp.csr_matrix:
+            def read(start: int, stop: int, buffers: dict | None = None) -> sp.csr_matrix:
                 indptr = np.asarray(indptr_node[start:stop + 1], dtype=np.int64)
                 lo, hi = int(indptr[0]), int(indptr[-1])
-                data = np.asarray(read_data(lo, hi), dtype=np.float32)
-                indices = np.asarray(read_indices(lo, hi), dtype=np.int32)
+                data, indices = read_data(lo, hi, buffers), read_indices(lo, hi, buffers)
                 return sp.csr_matrix((data, indices, indptr - lo), shape=(stop - start, n_genes))
 
             yield read
@@ -156,9 +159,13 @@ def _descriptor(path: Path) -> Iterator[int | None]:
         os.close(fd)
 
 
-def _range_reader(dataset, fd: int | None) -> Callable[[int, int], np.ndarray]:
-    """``read(lo, hi)`` of a 1-D array: straight from the file where its bytes allow (:mod:`._direct_read`), else
-    through h5py / zarr."""
+def _range_reader(dataset, fd: int | None, name: str, dtype) -> Callable[[int, int, dict | None], np.ndarray]:
+    """``read(lo, hi, buffers)`` → ``dataset[lo:hi]`` as ``dtype``: straight from the file where its bytes allow
+    (:mod:`._direct_read`; into ``buffers[name]``, reused, when the stored type is ``dtype``), else through h5py /
+    zarr."""
     direct = direct_reader(dataset, fd) if fd is not None else None
-    return direct or (lambda lo, hi: dataset[lo:hi])
+    if direct is not None and dataset.dtype == dtype:
+        return lambda lo, hi, buffers: direct(lo, hi, reusable(buffers, name, hi - lo, dtype))
+    source = direct or (lambda lo, hi: dataset[lo:hi])
+    return lambda lo, hi, buffers: np.asarray(source(lo, hi), dtype=dtype)
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..inputs.fetch import sha256_file, sha256_tree
 from . import _kernels as kernels
+from ._buffers import BufferSets
 from ._count_store import row_reader
 from .medians import COUNTS_GRID, SCALED_GRID, MedianGrid, bin_lookup, empty_histogram
 from .shards import ROW_GROUP_CELLS, shard_digest, shard_writer
@@ -47,8 +48,9 @@ def qc_task(path: str, start: int, stop: int, is_mito: np.ndarray, is_counted: n
     Raises ``ValueError`` naming the file and row of the first NaN, negative or non-integer value, or of
     the first empty cell (the AnnData contract; nothing has been written when this pass fails).
     """
+    buffers: dict = {}  # one piece at a time: its arrays reused for the next
     with row_reader(path) as read:
-        parts = [_piece_metrics(path, read(a, b), a, is_mito, is_counted) for a, b in _pieces(start, stop)]
+        parts = [_piece_metrics(path, read(a, b, buffers), a, is_mito, is_counted) for a, b in _pieces(start, stop)]
     total, mito, n_counted = (np.concatenate(column) for column in zip(*parts))
     empty = np.flatnonzero(total == 0)
     if empty.size:
@@ -72,10 +74,11 @@ def median_task(path: str, chunks: list[tuple[int, int, np.ndarray]], col_slot: 
                 grid: MedianGrid, library_size: float | None) -> np.ndarray:
     """Histogram (``n_slots × grid.n_bins``) of the non-zero values of the kept cells of several chunks."""
     hist, (table, first_exp) = empty_histogram(n_slots, grid), bin_lookup(grid)
+    buffers: dict = {}  # one piece at a time: its arrays reused for the next
     with row_reader(path) as read:
         for start, stop, keep in chunks:
             for a, b in _pieces(start, stop):
-                counts = read(a, b)
+                counts = read(a, b, buffers)
                 kernels.add_to_histogram(hist, counts.data, counts.indices, counts.indptr.astype(np.int64),
                                          keep[a - start:b - start], col_slot, float(library_size or 0.0),
                                          grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave, table,
@@ -91,21 +94,25 @@ def tokenize_task(path: str, start: int, stop: int, keep: np.ndarray, col_token:
     ``options``: ``n_top``, ``library_size``, ``n_tokens``, ``species``, ``dataset``, ``compression``, ``threads``
     (see :func:`_in_order`). Returns the shard's manifest entry (its digest taken as it is written).
     """
-    def ranked(a: int, b: int) -> TokenizedCells:
-        return rank_rows(read(a, b), col_token, col_median, n_top=options["n_top"],
-                         library_size=options["library_size"], n_tokens=options["n_tokens"],
-                         keep=keep[a - start:b - start], row_offset=a)
+    stock = BufferSets()  # a piece's arrays go back to the stock once it is written
+
+    def ranked(a: int, b: int) -> tuple[TokenizedCells, dict]:
+        buffers = stock.take()
+        cells = rank_rows(read(a, b, buffers), col_token, col_median, n_top=options["n_top"],
+                          library_size=options["library_size"], n_tokens=options["n_tokens"],
+                          keep=keep[a - start:b - start], row_offset=a, buffers=buffers)
+        return cells, buffers
 
     n_cells = n_tokens = 0
     with row_reader(path) as read, shard_writer(dest, SHARD_SCHEMA, compression=options["compression"]) as shard:
-        for cells in _in_order(ranked, _pieces(start, stop), options["threads"]):
+        for cells, buffers in _in_order(ranked, _pieces(start, stop), options["threads"]):
             shard.write(cells.to_table(options["species"], options["dataset"]))
             n_cells, n_tokens = n_cells + len(cells.rows), n_tokens + int(cells.ids.size)
+            stock.give(buffers)
     return shard_stats(dest, n_cells=n_cells, n_tokens=n_tokens, digest=shard.digest)
 
 
-def _in_order(job: Callable[[int, int], TokenizedCells], pieces: list[tuple[int, int]],
-              threads: int) -> Iterator[TokenizedCells]:
+def _in_order(job: Callable[[int, int], Any], pieces: list[tuple[int, int]], threads: int) -> Iterator:
     """``job(a, b)`` of each piece, yielded in the pieces' order.
 
     One thread runs the jobs here in turn. With ``threads`` = k ≥ 2, k pool threads read and rank k pieces at once

@@ -28,6 +28,7 @@ from anndata import AnnData
 from ..core.atomic import write_json, write_parquet
 from ..inputs.contract import SPECIES, check_counts_adata, counts_matrix, is_ensembl_gene_id
 from ..inputs.conversion import map_genes
+from ._buffers import reusable
 from ._rank_kernels import tokenize_csr
 from .vocab import SPECIAL_TOKENS, Vocabulary
 
@@ -73,11 +74,13 @@ def _token_bits(n_tokens: int) -> int:
 
 def rank_rows(counts: sp.csr_matrix, col_token: np.ndarray, col_median: np.ndarray, *, n_top: int,
               library_size: float | None, n_tokens: int, keep: np.ndarray | None = None,
-              row_offset: int = 0) -> TokenizedCells:
+              row_offset: int = 0, buffers: dict | None = None) -> TokenizedCells:
     """Tokenise the kept rows of a CSR count chunk: the kernel call every tokenising path goes through.
 
     ``col_token``/``col_median``: each column's token id (-1: ignored) and median; ``n_tokens``: vocabulary
-    size; ``row_offset``: the chunk's first row in its source, so ``rows`` index the source's ``.obs``.
+    size; ``row_offset``: the chunk's first row in its source, so ``rows`` index the source's ``.obs``;
+    ``buffers``: a dict of arrays reused between calls (:func:`gc_lib.corpus._buffers.reusable`): the cells' ``ids``
+    and ``values`` are then views of its arrays, valid until the next call with it.
     """
     counts = counts if sp.isspmatrix_csr(counts) else sp.csr_matrix(counts)
     data = np.asarray(counts.data, dtype=np.float32)
@@ -85,7 +88,7 @@ def rank_rows(counts: sp.csr_matrix, col_token: np.ndarray, col_median: np.ndarr
     indptr = np.asarray(counts.indptr, dtype=np.int64)
     keep = np.ones(counts.shape[0], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
     capacity = int(np.minimum(np.diff(indptr)[keep], n_top).sum())
-    ids, values = np.empty(capacity, np.int32), np.empty(capacity, np.float32)
+    ids, values = reusable(buffers, "ids", capacity, np.int32), reusable(buffers, "values", capacity, np.float32)
     lengths = np.empty(int(keep.sum()), np.int32)
     used = tokenize_csr(data, indices, indptr, keep, np.asarray(col_token, dtype=np.int32),
                         np.asarray(col_median, dtype=np.float64), n_top, library_size or 0.0, _token_bits(n_tokens),
