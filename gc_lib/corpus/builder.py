@@ -31,7 +31,7 @@ import multiprocessing
 import os
 import re
 import shutil
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -269,8 +269,9 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
             and not force and json.loads((out_dir / "build.json").read_text()) == key:
         return json.loads((out_dir / "manifest.json").read_text())
     annotation = annotation or bundle_annotation()
-    with _executor(n_workers) as pool:
-        checksums = pool.map(corpus_tasks.checksum_task, [str(i.path) for i in infos]) if n_workers > 1 else None
+    # the sources' sha256 in a thread here (hashing releases the GIL), not in a worker that the QC pass waits for
+    with _executor(n_workers) as pool, ThreadPoolExecutor(1) as hasher:
+        checksums = hasher.map(corpus_tasks.checksum_task, [str(i.path) for i in infos])
         metrics, qc_report = _qc_pass(pool, infos, config, annotation, progress)  # raises before any write
         _prepare_out_dir(out_dir, key, force)
         write_json(key, out_dir / "build.json")
@@ -288,8 +289,7 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
         write_parquet(gene_report, out_dir / "genes_report.parquet")
 
         shards = _token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
-        checksums = dict(checksums) if checksums is not None else dict(
-            corpus_tasks.checksum_task(str(i.path)) for i in infos)
+        checksums = dict(checksums)
     manifest = _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats,
                          extra_report)
     write_json(manifest, out_dir / "manifest.json")
