@@ -9,7 +9,8 @@ Flow: QC → vocabulary → medians → ranking kernel → tokenizer / corpus bu
 - :mod:`~gc_lib.corpus.shards`      shard files: Parquet or Arrow IPC, written atomically, read by groups; digests
 - :mod:`~gc_lib.corpus.builder`     the streaming, parallel, resumable corpus builder; reading shards back
 - internal: ``_kernels`` (numba: QC, medians), ``_rank_kernels`` (numba: ranking), ``_count_store`` (row-chunk reads
-  of ``.h5ad``/``.zarr``), ``_passes`` (the builder's units of work, run in worker processes)
+  of ``.h5ad``/``.zarr``), ``_direct_read`` (an ``.h5ad``'s arrays read without h5py), ``_buffers`` (arrays reused
+  across pieces), ``_passes`` (the builder's units of work, run in worker processes)
 
 Imports: :mod:`gc_lib.core`, :mod:`gc_lib.inputs`.
 """

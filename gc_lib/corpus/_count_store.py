@@ -111,7 +111,7 @@ def describe_store(path: str | os.PathLike) -> StoreInfo:
 
 
 @contextmanager
-def row_reader(path: str | os.PathLike) -> Iterator[Callable[[int, int], sp.csr_matrix]]:
+def row_reader(path: str | os.PathLike) -> Iterator[Callable[..., sp.csr_matrix]]:
     """Open the store once and yield ``read(start, stop, buffers=None)``: rows ``[start, stop)`` of the counts as CSR
     (float32 data, int32 indices, int64 indptr; with ``buffers``, a dict of :func:`gc_lib.corpus._buffers.reusable`
     arrays, ``data`` and ``indices`` may be views of its arrays, valid until they are reused). A task reads its pieces

@@ -72,7 +72,8 @@ def _piece_metrics(path: str, counts: sp.csr_matrix, start: int, is_mito: np.nda
 
 def median_task(path: str, chunks: list[tuple[int, int, np.ndarray]], col_slot: np.ndarray, n_slots: int,
                 grid: MedianGrid, library_size: float | None) -> np.ndarray:
-    """Histogram (``n_slots × grid.n_bins``) of the non-zero values of the kept cells of several chunks."""
+    """Histogram (``grid.n_bins × n_slots``, :func:`empty_histogram`) of the non-zero values of the kept cells of
+    several chunks."""
     hist, (table, first_exp) = empty_histogram(n_slots, grid), bin_lookup(grid)
     buffers: dict = {}  # one piece at a time: its arrays reused for the next
     with row_reader(path) as read:
