@@ -57,8 +57,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from gc_lib.corpus._count_store import row_reader
-from gc_lib.corpus._direct_read import direct_reader
+from gc_lib.corpus._count_store import range_reader, row_reader
 from gc_lib.corpus._passes import PIECE_CELLS
 from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, shard_paths, tokenize_files
 from gc_lib.corpus.shards import ROW_GROUP_CELLS, SHARD_FORMATS, read_shard
@@ -111,8 +110,8 @@ def worker(spec: dict) -> None:
 
 def io_floor(spec: dict, chunk: int = 10_000) -> dict:
     """Seconds to read the input's CSR rows and to write our shards' tables in the spec's format, nothing else: rows
-    read in the tokenising task's pieces (``PIECE_CELLS``) straight into buffers allocated once (``preadv`` of the
-    stored bytes where the layout allows, as our reader does, else h5py ``read_direct``), each piece's table (made
+    read in the tokenising task's pieces (``PIECE_CELLS``) into buffers allocated once, as our reader reads them
+    (``_count_store.range_reader``: ``preadv`` of the stored bytes where the layout allows), each piece's table (made
     untimed by our ranking) appended to one file per ``chunk`` cells by the format's plain writer. What no tokenizer
     reading this input and writing that format can beat."""
     tokenizer, path = our_tokenizer(spec["dicts"]), Path(spec["input"])
@@ -122,8 +121,9 @@ def io_floor(spec: dict, chunk: int = 10_000) -> dict:
         x = f["X"]
         all_ptr, n_cells = x["indptr"][:], int(x.attrs["shape"][0])
         room = int(np.diff(all_ptr).max()) * PIECE_CELLS
-        data, indices = np.empty(room, np.float32), np.empty(room, np.int32)
-        read_into = [_floor_reader(x[name], raw.fileno()) for name in ("data", "indices")]
+        buffers = {"data": np.empty(room, np.float32), "indices": np.empty(room, np.int32)}
+        read_data, read_indices = (range_reader(x[name], raw.fileno(), name, buffers[name].dtype)
+                                   for name in ("data", "indices"))
         for start in range(0, n_cells, chunk):
             dest = Path(spec["out"]) / f"floor-{start}{SHARD_FORMATS[spec['format']]}"
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -134,11 +134,10 @@ def io_floor(spec: dict, chunk: int = 10_000) -> dict:
                 b = min(a + PIECE_CELLS, n_cells, start + chunk)
                 began = time.perf_counter()
                 indptr = x["indptr"][a:b + 1]
-                lo, n = int(indptr[0]), int(indptr[-1] - indptr[0])
-                read_into[0](lo, n, data)
-                read_into[1](lo, n, indices)
+                lo, hi = int(indptr[0]), int(indptr[-1])
+                data, indices = read_data(lo, hi, buffers), read_indices(lo, hi, buffers)
                 read_s += time.perf_counter() - began
-                counts = sp.csr_matrix((data[:n], indices[:n], indptr - lo), shape=(b - a, N_GENES))
+                counts = sp.csr_matrix((data, indices, indptr - lo), shape=(b - a, N_GENES))
                 table = rank_rows(counts, col_token, col_median, n_top=N_TOP, library_size=LIBRARY_SIZE,
                                   n_tokens=len(tokenizer.vocab)).to_table("human", "synthetic")
                 began = time.perf_counter()
@@ -148,14 +147,6 @@ def io_floor(spec: dict, chunk: int = 10_000) -> dict:
             writer.close()
             write_s += time.perf_counter() - began
     return {"work_s": read_s + write_s, "read_s": read_s, "write_s": write_s, "setup_s": 0.0}
-
-
-def _floor_reader(dataset: h5py.Dataset, fd: int):
-    """``read_into(lo, n, buffer)``: ``dataset[lo:lo + n]`` into the start of ``buffer``, the fastest way we have."""
-    direct = direct_reader(dataset, fd)
-    if direct is not None:
-        return lambda lo, n, buffer: direct(lo, lo + n, buffer)
-    return lambda lo, n, buffer: dataset.read_direct(buffer, np.s_[lo:lo + n], np.s_[0:n])
 
 
 class FloorWriter:

@@ -4,8 +4,8 @@ What: on the tokenizer benchmark's synthetic input (``benchmarks/tokenize.py``: 
 per cell, the same file and tokenizer), one process, the stages of the tokenising task for every piece of
 ``_passes.PIECE_CELLS`` cells (the unit it reads, ranks and appends to its 10,000-cell shard):
 
-- ``read``: ``_count_store.row_reader``'s read of the piece (h5py slices of ``indptr``/``data``/``indices`` and the
-  CSR matrix; the store opened once per pass, as a task opens its input once);
+- ``read``: ``_count_store.row_reader``'s read of the piece (``indptr`` by h5py, ``data``/``indices`` straight from the
+  file where the layout allows, and the CSR matrix; the store opened once per pass, as a task opens its input once);
 - ``rank``: ``tokenizer.rank_rows`` (dtype checks, the numba top-k kernel, offsets), and within it ``kernel``, the
   kernel call alone on the same arrays;
 - ``arrow table``: ``TokenizedCells.to_table`` (the Arrow table of the shard);
@@ -42,8 +42,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from gc_lib.corpus._count_store import describe_store, row_reader
-from gc_lib.corpus._direct_read import direct_reader
+from gc_lib.corpus._count_store import describe_store, range_reader, row_reader
 from gc_lib.corpus._passes import PIECE_CELLS
 from gc_lib.corpus._rank_kernels import tokenize_csr
 from gc_lib.corpus.builder import tokenize_files
@@ -114,14 +113,14 @@ def _kernel_only(counts, col_token, col_median, tokenizer) -> int:
 
 def _floor_reader(store: h5py.File, fd: int):
     """``floor_read(start, stop)``: the rows' three CSR slices and nothing else, ``data`` and ``indices`` read as our
-    reader reads them where the layout allows (``preadv`` of the stored bytes), else by h5py."""
+    reader reads them (``_count_store.range_reader``)."""
     x = store["X"]
-    data, indices = (direct_reader(x[name], fd) or (lambda lo, hi, d=x[name]: d[lo:hi]) for name in ("data", "indices"))
+    data, indices = (range_reader(x[name], fd, name, x[name].dtype) for name in ("data", "indices"))
 
     def floor_read(start: int, stop: int) -> int:
         indptr = x["indptr"][start:stop + 1]
         lo, hi = int(indptr[0]), int(indptr[-1])
-        return data(lo, hi).size + indices(lo, hi).size
+        return data(lo, hi, None).size + indices(lo, hi, None).size
 
     return floor_read
 

@@ -134,8 +134,8 @@ def row_reader(path: str | os.PathLike) -> Iterator[Callable[..., sp.csr_matrix]
         n_genes = int(tuple(node.attrs["shape"])[1])
         indptr_node = node["indptr"]
         with _descriptor(path) as fd:
-            read_data = _range_reader(node["data"], fd, "data", np.float32)
-            read_indices = _range_reader(node["indices"], fd, "indices", np.int32)
+            read_data = range_reader(node["data"], fd, "data", np.float32)
+            read_indices = range_reader(node["indices"], fd, "indices", np.int32)
 
             def read(start: int, stop: int, buffers: dict | None = None) -> sp.csr_matrix:
                 indptr = np.asarray(indptr_node[start:stop + 1], dtype=np.int64)
@@ -159,10 +159,11 @@ def _descriptor(path: Path) -> Iterator[int | None]:
         os.close(fd)
 
 
-def _range_reader(dataset, fd: int | None, name: str, dtype) -> Callable[[int, int, dict | None], np.ndarray]:
+def range_reader(dataset, fd: int | None, name: str, dtype) -> Callable[[int, int, dict | None], np.ndarray]:
     """``read(lo, hi, buffers)`` → ``dataset[lo:hi]`` as ``dtype``: straight from the file where its bytes allow
     (:mod:`._direct_read`; into ``buffers[name]``, reused, when the stored type is ``dtype``), else through h5py /
-    zarr."""
+    zarr. ``fd``: the file's descriptor (``None``: no direct reads). The one way the corpus stage and its benchmarks
+    read an array's elements."""
     direct = direct_reader(dataset, fd) if fd is not None else None
     if direct is not None and dataset.dtype == dtype:
         return lambda lo, hi, buffers: direct(lo, hi, reusable(buffers, name, hi - lo, dtype))
