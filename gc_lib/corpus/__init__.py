@@ -10,7 +10,8 @@ Flow: QC → vocabulary → medians → ranking kernel → tokenizer / corpus bu
 - :mod:`~gc_lib.corpus.builder`     the streaming, parallel, resumable corpus builder; reading shards back
 - internal: ``_kernels`` (numba: QC, medians), ``_rank_kernels`` (numba: ranking), ``_count_store`` (row-chunk reads
   of ``.h5ad``/``.zarr``), ``_direct_read`` (an ``.h5ad``'s arrays read without h5py), ``_buffers`` (arrays reused
-  across pieces), ``_passes`` (the builder's units of work, run in worker processes)
+  across pieces), ``_passes`` (the builder's units of work, run in worker processes), ``_schedule`` (the builder's
+  passes: tasks planned, run and combined)
 
 Imports: :mod:`gc_lib.core`, :mod:`gc_lib.inputs`.
 """

@@ -1,4 +1,4 @@
-"""Compiled (numba) kernels of the corpus builder's QC and medians passes, each over one CSR chunk of cells.
+"""Compiled (numba) kernels of the corpus builder's QC-and-medians pass, each over one CSR chunk of cells.
 
 Every kernel takes the three CSR arrays (``data``, ``indices``, ``indptr``) plus per-column lookup tables prepared
 once per input file, so no Python runs per cell. The tokenizer's ranking kernel is in
@@ -34,7 +34,7 @@ def _cell_scale(data, indptr, r, library_size):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Validation and per-cell metrics (QC pass)
+# Validation and per-cell metrics (QC)
 # ---------------------------------------------------------------------------------------------------
 
 @nb.njit(cache=True, nogil=True)
@@ -73,7 +73,7 @@ def cell_metrics(data, indices, indptr, is_mito, is_counted):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Non-zero median histograms (medians pass)
+# Non-zero median histograms (medians)
 # ---------------------------------------------------------------------------------------------------
 
 @nb.njit(cache=True, nogil=True)

@@ -1,15 +1,16 @@
 """Build the tokenised pretraining corpus from contract ``.h5ad``/``.zarr`` files (DESIGN.md §1), streaming.
 
-:func:`build_corpus` makes three passes over the inputs, each in chunks of ``chunk_size`` cells spread
-over ``n_workers`` processes, so peak memory depends on the chunk size and the number of genes, never on
-the number of cells:
+:func:`build_corpus` reads the inputs twice, each time in chunks of ``chunk_size`` cells spread over ``n_workers``
+processes, so peak memory depends on the chunk size and the number of genes, never on the number of cells
+(the passes as run: :mod:`gc_lib.corpus._schedule`; their tasks: :mod:`gc_lib.corpus._passes`):
 
-1. **QC** — checks the counts (NaN, negative, non-integer, empty cells: ``ValueError`` before anything is
-   written), computes per-cell metrics and applies the per-dataset rules of :mod:`gc_lib.corpus.qc`;
-2. **medians** — every gene's corpus-wide non-zero median over the kept cells (:mod:`gc_lib.corpus.medians`),
-   which also fixes the vocabulary: genes expressed in at least one kept cell (:mod:`gc_lib.corpus.vocab`),
-   plus any ``extra_genes`` that none expresses, with a median by rule (:mod:`gc_lib.corpus.extra_genes`);
-3. **tokens** — each kept cell's top-``n_top`` genes (:mod:`gc_lib.corpus.tokenizer`), one shard per chunk
+1. **QC and medians** — checks the counts (NaN, negative, non-integer, empty cells: ``ValueError`` before anything
+   is written), computes per-cell metrics and applies the per-dataset rules of :mod:`gc_lib.corpus.qc`; in the same
+   read, every gene's corpus-wide non-zero median (:mod:`gc_lib.corpus.medians`) over the kept cells (the cells QC
+   drops are read once more and taken out). The medians fix the vocabulary: genes expressed in at least one kept
+   cell (:mod:`gc_lib.corpus.vocab`), plus any ``extra_genes`` that none expresses, with a median by rule
+   (:mod:`gc_lib.corpus.extra_genes`);
+2. **tokens** — each kept cell's top-``n_top`` genes (:mod:`gc_lib.corpus.tokenizer`), one shard per chunk
    (Parquet, or Arrow IPC with ``shard_format="arrow"``: :mod:`gc_lib.corpus.shards`).
 
 Output directory::
@@ -27,11 +28,9 @@ and writes only what is missing; a finished corpus is returned as it is unless `
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import re
 import shutil
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,16 +39,16 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from .. import __version__
 from ..core.atomic import write_json, write_parquet
 from . import _passes as corpus_tasks
+from . import _schedule as passes
 from ._count_store import StoreInfo, describe_store
 from .extra_genes import add_extra_genes, check_extra_genes, table_hash
-from .medians import grid_for, medians_from_histogram
-from .qc import COUNTED_BIOTYPES, MITO_PREFIX, QCConfig, apply_qc
-from .shards import DEFAULT_COMPRESSION, SHARD_FORMATS, check_format, read_shard
+from .medians import grid_for
+from .qc import QCConfig
+from .shards import DEFAULT_COMPRESSION, check_format, read_shard
 from .tokenizer import Tokenizer
 from .vocab import SPECIAL_TOKENS, build_vocabulary, strip_version
 
@@ -83,125 +82,6 @@ def bundle_annotation() -> GeneAnnotation:
     tables = [genes.gene_table(s)[["ensembl_id", "biotype"]] for s in ("human", "mouse")]
     biotype = pd.concat(tables).drop_duplicates("ensembl_id").set_index("ensembl_id")["biotype"]
     return GeneAnnotation(biotype=biotype, orthologs=genes.mouse_to_human())
-
-
-# ------------------------------------------------------------------------------------------------------
-# Running tasks
-# ------------------------------------------------------------------------------------------------------
-
-class _InlineExecutor(Executor):
-    """Runs each task at submission: ``n_workers=1`` without process start-up, and readable tracebacks."""
-
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as err:  # noqa: BLE001 - handed to the caller through the future
-            future.set_exception(err)
-        return future
-
-
-def _executor(n_workers: int) -> Executor:
-    if n_workers <= 1:
-        return _InlineExecutor()
-    # fork where the OS has it: workers start in milliseconds with the kernels already compiled (warmed here),
-    # instead of re-importing the stack for seconds; tasks open their own files, so no HDF5 handle is shared
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods:
-        corpus_tasks.warm_kernels()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return ProcessPoolExecutor(n_workers, mp_context=context)
-
-
-def _run(pool: Executor, calls: list[tuple], desc: str, progress: bool) -> list:
-    """Submit ``(fn, *args)`` calls and return their results in submission order; the first error is raised."""
-    futures = [pool.submit(*call) for call in calls]
-    index = {f: i for i, f in enumerate(futures)}
-    results: list = [None] * len(futures)
-    for future in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress, leave=False):
-        results[index[future]] = future.result()
-    return results
-
-
-def _chunks(n_cells: int, chunk_size: int) -> list[tuple[int, int]]:
-    return [(s, min(s + chunk_size, n_cells)) for s in range(0, n_cells, chunk_size)]
-
-
-# ------------------------------------------------------------------------------------------------------
-# Passes
-# ------------------------------------------------------------------------------------------------------
-
-def _gene_masks(info: StoreInfo, annotation: GeneAnnotation) -> tuple[np.ndarray, np.ndarray]:
-    is_mito = np.char.startswith(info.symbols.astype(str), MITO_PREFIX[info.species])
-    biotype = annotation.biotype.reindex(strip_version(info.gene_ids)).to_numpy()
-    return is_mito, np.isin(biotype, COUNTED_BIOTYPES)
-
-
-def _qc_pass(pool, infos: list[StoreInfo], config: CorpusConfig, annotation: GeneAnnotation, progress: bool):
-    calls, owners = [], []
-    masks = [_gene_masks(info, annotation) for info in infos]
-    for i, (info, (is_mito, is_counted)) in enumerate(zip(infos, masks)):
-        for start, stop in _chunks(info.n_cells, config.chunk_size):
-            calls.append((corpus_tasks.qc_task, str(info.path), start, stop, is_mito, is_counted))
-            owners.append(i)
-    results = _run(pool, calls, "QC", progress)
-    metrics, reports = [], []
-    for i, info in enumerate(infos):
-        parts = [r for r, o in zip(results, owners) if o == i]
-        total = np.concatenate([p["total_counts"] for p in parts])
-        table = pd.DataFrame({"row": np.arange(info.n_cells), "total_counts": total,
-                              "mito_fraction": np.concatenate([p["mito_counts"] for p in parts]) / total,
-                              "n_counted_genes": np.concatenate([p["n_counted_genes"] for p in parts])})
-        keep, report = apply_qc(table, config.qc, has_mito_genes=bool(masks[i][0].any()))
-        table["keep"] = keep
-        metrics.append(table)
-        reports.append({"dataset": info.dataset, "species": info.species} | report)
-    return metrics, pd.DataFrame(reports)
-
-
-def _median_pass(pool, infos, keeps, candidates: pd.Index, config: CorpusConfig, n_workers: int, progress: bool):
-    grid = grid_for(config.library_size)
-    total_cells = sum(info.n_cells for info in infos)
-    calls = []
-    for info, keep in zip(infos, keeps):
-        chunks = [(a, b, keep[a:b]) for a, b in _chunks(info.n_cells, config.chunk_size)]
-        n_groups = max(1, min(len(chunks), round(n_workers * info.n_cells / total_cells)))
-        # each column's candidate (-1: none, ignored), so that every task's histogram has the candidates' columns
-        col_slot = candidates.get_indexer(strip_version(info.gene_ids)).astype(np.int64)
-        for group in np.array_split(np.arange(len(chunks)), n_groups):
-            calls.append((corpus_tasks.median_task, str(info.path), [chunks[k] for k in group], col_slot,
-                          len(candidates), grid, config.library_size))
-    hist = np.zeros((grid.n_bins, len(candidates)), dtype=np.int64)
-    for part in _run(pool, calls, "medians", progress):
-        hist += part
-    return medians_from_histogram(hist, grid)
-
-
-def _token_pass(pool, infos, keeps, tokenizer: Tokenizer, config: CorpusConfig, shard_dir: Path, progress: bool):
-    calls = []
-    existing = []
-    for info, keep in zip(infos, keeps):
-        col_token, col_median = tokenizer.column_tables(info.gene_ids, info.species)
-        options = {"n_top": config.n_top, "library_size": config.library_size, "n_tokens": len(tokenizer.vocab),
-                   "species": info.species, "dataset": info.dataset, "compression": config.compression,
-                   "threads": config.threads}
-        for start, stop in _chunks(info.n_cells, config.chunk_size):
-            dest = shard_dir / f"{_safe_name(info.dataset)}-{start:010d}{SHARD_FORMATS[config.shard_format]}"
-            if dest.exists():  # finished by an interrupted run (shards appear only complete)
-                existing.append((dest, int(keep[start:stop].sum())))
-                continue
-            calls.append((corpus_tasks.tokenize_task, str(info.path), start, stop, keep[start:stop], col_token,
-                          col_median, options, str(dest)))
-    done = [corpus_tasks.shard_stats(str(d), n_cells=n, n_tokens=_count_tokens(d)) for d, n in existing]
-    return sorted(done + _run(pool, calls, "tokens", progress), key=lambda s: s["file"])
-
-
-def _count_tokens(shard: Path) -> int:
-    return int(read_shard(shard, columns=["length"])["length"].to_numpy().sum())
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -269,26 +149,25 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
             and not force and json.loads((out_dir / "build.json").read_text()) == key:
         return json.loads((out_dir / "manifest.json").read_text())
     annotation = annotation or bundle_annotation()
-    # the sources' sha256 in a thread here (hashing releases the GIL), not in a worker that the QC pass waits for
-    with _executor(n_workers) as pool, ThreadPoolExecutor(1) as hasher:
+    # the sources' sha256 in a thread here (hashing releases the GIL), not in a worker that the first pass waits for
+    with passes.executor(n_workers) as pool, ThreadPoolExecutor(1) as hasher:
         checksums = hasher.map(corpus_tasks.checksum_task, [str(i.path) for i in infos])
-        metrics, qc_report = _qc_pass(pool, infos, config, annotation, progress)  # raises before any write
+        candidates = pd.Index(sorted({g for i in infos for g in strip_version(i.gene_ids)}))
+        metrics, qc_report, (median, n_nonzero, exact) = passes.qc_median_pass(  # raises before any write
+            pool, infos, candidates, config, annotation, n_workers, progress)
         _prepare_out_dir(out_dir, key, force)
         write_json(key, out_dir / "build.json")
         for info, table in zip(infos, metrics):
-            write_parquet(table, out_dir / "qc" / f"{_safe_name(info.dataset)}.parquet")
+            write_parquet(table, out_dir / "qc" / f"{passes.safe_name(info.dataset)}.parquet")
         write_parquet(qc_report, out_dir / "qc_report.parquet")
         keeps = [m["keep"].to_numpy() for m in metrics]
-
-        candidates = pd.Index(sorted({g for i in infos for g in strip_version(i.gene_ids)}))
-        median, n_nonzero, exact = _median_pass(pool, infos, keeps, candidates, config, n_workers, progress)
         tokenizer, gene_report, extra_report = _make_tokenizer(infos, candidates, median, n_nonzero, annotation,
                                                                config, extra)
         gene_stats = _gene_stats(tokenizer, candidates, n_nonzero, exact)
         tokenizer.save(out_dir, gene_stats=gene_stats)
         write_parquet(gene_report, out_dir / "genes_report.parquet")
 
-        shards = _token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
+        shards = passes.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
         checksums = dict(checksums)
     manifest = _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats,
                          extra_report)
@@ -374,8 +253,8 @@ def tokenize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     config = CorpusConfig(n_top=tokenizer.n_top, library_size=tokenizer.library_size, chunk_size=chunk_size,
                           compression=compression, shard_format=shard_format, threads=threads)
     keeps = [np.ones(i.n_cells, dtype=bool) for i in infos]
-    with _executor(n_workers or os.cpu_count() or 1) as pool:
-        shards = _token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
+    with passes.executor(n_workers or os.cpu_count() or 1) as pool:
+        shards = passes.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
     manifest = {"format": "gc_lib.tokenized/1", "gc_lib": __version__, "vocabulary_hash": tokenizer.vocab.hash,
                 "n_top": tokenizer.n_top, "library_size": tokenizer.library_size,
                 "sources": [{"dataset": i.dataset, "path": str(i.path), "cells": i.n_cells,

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from gc_lib.corpus import _passes as corpus_tasks
 from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, read_corpus, shard_paths, tokenize_files
+from gc_lib.corpus.qc import QCConfig
 from gc_lib.corpus.shards import shard_digest
 from gc_lib.corpus.tokenizer import Tokenizer, rank_rows
 
@@ -87,6 +88,27 @@ def test_qc_medians_vocabulary_and_tokens_match_direct_computation(inputs, tmp_p
     assert manifest["cells"] == len(corpus) and manifest["vocabulary"]["hash"] == tokenizer.vocab.hash
     assert all(len(s["sha256"]) == 64 for s in manifest["sources"])
     assert all(len(s["xxh3_128"]) == 32 for s in manifest["shards"])
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_medians_leave_out_every_cell_qc_drops(inputs, tmp_path, n_workers):
+    # QC and the medians' histogram share one read; the cells QC drops are taken out afterwards. A gene-count rule
+    # that drops about half the human cells (in runs and alone) makes every such cell matter
+    human = ad.read_h5ad(inputs[0]).X.toarray()
+    config = CorpusConfig(n_top=16, chunk_size=25, qc=QCConfig(min_genes=int(np.median((human > 0).sum(axis=1)))))
+    build_corpus(inputs, tmp_path / "corpus", config=config, annotation=ANNOTATION, n_workers=n_workers,
+                 progress=False)
+    keep = pd.read_parquet(tmp_path / "corpus" / "qc" / "human_a.parquet")["keep"].to_numpy()
+    assert 0.3 < (~keep).mean() < 0.7
+    tokenizer = Tokenizer.load(tmp_path / "corpus")
+    tokens = tokenizer.vocab.encode(HUMAN)
+    differs = 0
+    for j in range(len(HUMAN)):
+        kept, every = human[keep, j], human[:, j]
+        if (kept > 0).any():
+            assert tokenizer.medians[tokens[j]] == np.median(kept[kept > 0])
+            differs += np.median(kept[kept > 0]) != np.median(every[every > 0])
+    assert differs >= 5  # the dropped cells would have moved these medians
 
 
 def test_two_worker_processes_give_identical_shards(inputs, tmp_path):
