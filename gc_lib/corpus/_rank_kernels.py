@@ -197,6 +197,34 @@ def log2_many(x, out, n):
     return bad
 
 
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _make_keys(scaled, median, keys, k, low):
+    """``keys[i] = (2**31 - 1 - bits(float32(scaled[i] / median[i]))) << low | keys[i]`` for ``i < k`` (``keys``
+    holding the tokens); returns the smallest and largest of the ``2**31 - 1 - bits`` parts.
+
+    A loop of its own over gathered arrays, with numpy's error model (no zero-division check; medians are positive),
+    so that the divisions are vectorised: ~1.5 µs per 3,000-gene cell faster than dividing as the genes are read.
+    """
+    lo, hi = _U32_MAX, np.uint64(0)
+    for i in range(k):
+        ratio = np.float32(scaled[i] / median[i])
+        inverse = _U32_MAX - np.uint64(ratio.view(np.uint32))
+        keys[i] = (inverse << low) | keys[i]
+        lo = min(lo, inverse)
+        hi = max(hi, inverse)
+    return lo, hi
+
+
+@nb.njit(cache=True, nogil=True)
+def _unpack_keys(keys, m, low, token_mask, ids, shifted):
+    """From the first ``m`` sorted keys: the tokens into ``ids`` and ``1 + ratio`` (the logarithm's argument) into
+    ``shifted`` (a loop of its own, vectorised)."""
+    for i in range(m):
+        ids[i] = np.int32(keys[i] & token_mask)
+        ratio = np.uint32(_U32_MAX - (keys[i] >> low)).view(np.float32)
+        shifted[i] = 1.0 + np.float64(ratio)
+
+
 @nb.njit(cache=True, nogil=True)
 def tokenize_csr(data, indices, indptr, keep, col_token, col_median, n_top, library_size, token_bits,
                  out_ids, out_values, out_lengths):
@@ -215,6 +243,7 @@ def tokenize_csr(data, indices, indptr, keep, col_token, col_median, n_top, libr
     keys = np.empty(max_nnz, np.uint64)
     tmp = np.empty(max_nnz, np.uint64)
     hist = np.empty((2, 1 << DIGIT_BITS), np.int64)
+    scaled, median = np.empty(max_nnz, np.float64), np.empty(max_nnz, np.float64)
     shifted = np.empty(max(1, min(max_nnz, n_top)), np.float64)
     low = np.uint64(token_bits)
     token_mask = (np.uint64(1) << low) - np.uint64(1)
@@ -224,25 +253,22 @@ def tokenize_csr(data, indices, indptr, keep, col_token, col_median, n_top, libr
         if not keep[r]:
             continue
         scale = _cell_scale(data, indptr, r, library_size)
-        k, lo, hi = 0, _U32_MAX, np.uint64(0)
-        for p in range(indptr[r], indptr[r + 1]):
+        k = 0
+        for p in range(indptr[r], indptr[r + 1]):  # the genes ranked: gathered, so that _make_keys is vectorised
             j = indices[p]
             t = col_token[j]
             c = data[p]
             if t >= 0 and c > 0:
-                ratio = np.float32(c * scale / col_median[j])
-                inverse = _U32_MAX - np.uint64(ratio.view(np.uint32))
-                keys[k] = (inverse << low) | np.uint64(t)
-                lo, hi = min(lo, inverse), max(hi, inverse)
+                scaled[k] = c * scale
+                median[k] = col_median[j]
+                keys[k] = np.uint64(t)
                 k += 1
+        lo, hi = _make_keys(scaled, median, keys, k, low)
         shift = _bucket_shift(lo, hi)
         radix_sort_prefix(keys, tmp, hist, k, token_bits, lo, shift)
         m = min(k, n_top)
         order_runs(keys, tmp, k, m, token_bits, lo, shift)
-        for i in range(m):
-            out_ids[pos + i] = np.int32(keys[i] & token_mask)
-            ratio = np.uint32(_U32_MAX - (keys[i] >> low)).view(np.float32)
-            shifted[i] = 1.0 + np.float64(ratio)
+        _unpack_keys(keys, m, low, token_mask, out_ids[pos:pos + m], shifted)
         log2_many(shifted, out_values[pos:pos + m], m)
         out_lengths[cell] = m
         pos += m
