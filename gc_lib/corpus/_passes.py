@@ -1,4 +1,5 @@
-"""The corpus builder's units of work, one function per pass, each run in a worker process.
+"""The corpus builder's units of work, each run in a worker process: QC with the medians' histogram, the histogram
+of the cells QC drops, a shard of tokens (the passes that plan and combine them: :mod:`gc_lib.corpus._schedule`).
 
 Each task reads its own rows from disk (:func:`gc_lib.corpus._count_store.row_reader`) and receives everything else
 as arguments (small per-column arrays), so tasks share no state and any number can run in parallel. A task

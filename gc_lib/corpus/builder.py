@@ -43,7 +43,7 @@ import pyarrow as pa
 from .. import __version__
 from ..core.atomic import write_json, write_parquet
 from . import _passes as corpus_tasks
-from . import _schedule as passes
+from . import _schedule as schedule
 from ._count_store import StoreInfo, describe_store
 from .extra_genes import add_extra_genes, check_extra_genes, table_hash
 from .medians import grid_for
@@ -150,15 +150,15 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
         return json.loads((out_dir / "manifest.json").read_text())
     annotation = annotation or bundle_annotation()
     # the sources' sha256 in a thread here (hashing releases the GIL), not in a worker that the first pass waits for
-    with passes.executor(n_workers) as pool, ThreadPoolExecutor(1) as hasher:
+    with schedule.executor(n_workers) as pool, ThreadPoolExecutor(1) as hasher:
         checksums = hasher.map(corpus_tasks.checksum_task, [str(i.path) for i in infos])
         candidates = pd.Index(sorted({g for i in infos for g in strip_version(i.gene_ids)}))
-        metrics, qc_report, (median, n_nonzero, exact) = passes.qc_median_pass(  # raises before any write
+        metrics, qc_report, (median, n_nonzero, exact) = schedule.qc_median_pass(  # raises before any write
             pool, infos, candidates, config, annotation, n_workers, progress)
         _prepare_out_dir(out_dir, key, force)
         write_json(key, out_dir / "build.json")
         for info, table in zip(infos, metrics):
-            write_parquet(table, out_dir / "qc" / f"{passes.safe_name(info.dataset)}.parquet")
+            write_parquet(table, out_dir / "qc" / f"{schedule.safe_name(info.dataset)}.parquet")
         write_parquet(qc_report, out_dir / "qc_report.parquet")
         keeps = [m["keep"].to_numpy() for m in metrics]
         tokenizer, gene_report, extra_report = _make_tokenizer(infos, candidates, median, n_nonzero, annotation,
@@ -167,7 +167,7 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
         tokenizer.save(out_dir, gene_stats=gene_stats)
         write_parquet(gene_report, out_dir / "genes_report.parquet")
 
-        shards = passes.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
+        shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
         checksums = dict(checksums)
     manifest = _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats,
                          extra_report)
@@ -253,8 +253,8 @@ def tokenize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     config = CorpusConfig(n_top=tokenizer.n_top, library_size=tokenizer.library_size, chunk_size=chunk_size,
                           compression=compression, shard_format=shard_format, threads=threads)
     keeps = [np.ones(i.n_cells, dtype=bool) for i in infos]
-    with passes.executor(n_workers or os.cpu_count() or 1) as pool:
-        shards = passes.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
+    with schedule.executor(n_workers or os.cpu_count() or 1) as pool:
+        shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
     manifest = {"format": "gc_lib.tokenized/1", "gc_lib": __version__, "vocabulary_hash": tokenizer.vocab.hash,
                 "n_top": tokenizer.n_top, "library_size": tokenizer.library_size,
                 "sources": [{"dataset": i.dataset, "path": str(i.path), "cells": i.n_cells,
