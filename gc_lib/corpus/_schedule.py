@@ -6,10 +6,12 @@ are read once more, to take them out of the histogram), then the tokens (:func:`
 """
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import re
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -49,14 +51,33 @@ def executor(n_workers: int) -> Executor:
     return ProcessPoolExecutor(n_workers, mp_context=context)
 
 
-def _run(pool: Executor, calls: list[tuple], desc: str, progress: bool) -> list:
-    """Submit ``(fn, *args)`` calls and return their results in submission order; the first error is raised."""
-    futures = [pool.submit(*call) for call in calls]
-    index = {f: i for i, f in enumerate(futures)}
-    results: list = [None] * len(futures)
-    for future in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress, leave=False):
-        results[index[future]] = future.result()
-    return results
+def _results(pool: Executor, calls: list[tuple], desc: str, progress: bool, n_workers: int) -> Iterator[tuple]:
+    """Run ``(fn, *args)`` calls on ``pool`` and yield ``(index, result)`` as each finishes; the first error is raised.
+
+    At most ``2 × n_workers`` calls are submitted and not yet yielded, so a caller that folds each result in (a
+    histogram of 512 × all genes per task) holds a few at a time, not one per task — a corpus of hundreds of datasets
+    would otherwise keep hundreds of histograms alive until the last task ends.
+    """
+    waiting = iter(enumerate(calls))
+    pending: dict[Future, int] = {}
+
+    def submit_next() -> None:
+        for index, call in itertools.islice(waiting, 1):
+            pending[pool.submit(*call)] = index
+
+    for _ in range(2 * max(1, n_workers)):
+        submit_next()
+    with tqdm(total=len(calls), desc=desc, disable=not progress, leave=False) as bar:
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            future = min(done, key=pending.__getitem__)  # one at a time, so no finished batch piles up
+            index = pending.pop(future)
+            result = future.result()
+            del done, future
+            bar.update()
+            submit_next()
+            yield index, result
+            del result
 
 
 def chunks(n_cells: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -70,7 +91,9 @@ def safe_name(name: str) -> str:
 
 
 def _groups(items: list, n_groups: int) -> list[list]:
-    """``items`` in at most ``n_groups`` consecutive groups of near-equal size (none empty)."""
+    """``items`` in at most ``n_groups`` consecutive groups of near-equal size (none empty; none at all for none)."""
+    if not items:
+        return []
     n_groups = max(1, min(len(items), n_groups))
     return [[items[k] for k in part] for part in np.array_split(np.arange(len(items)), n_groups)]
 
@@ -103,9 +126,9 @@ def qc_median_pass(pool, infos: list[StoreInfo], candidates: pd.Index, config, a
             owners.append(i)
     hist = np.zeros((grid.n_bins, len(candidates)), dtype=np.int64)
     parts: list[list[dict]] = [[] for _ in infos]
-    for owner, result in zip(owners, _run(pool, calls, "QC and medians", progress)):
+    for index, result in _results(pool, calls, "QC and medians", progress, n_workers):
         hist += result["hist"]
-        parts[owner].extend(result["chunks"])
+        parts[owners[index]].extend(result["chunks"])
     metrics, reports = [], []
     for info, owned, (is_mito, _) in zip(infos, parts, masks):
         table, report = _qc_table(owned, config, has_mito_genes=bool(is_mito.any()))
@@ -118,7 +141,7 @@ def qc_median_pass(pool, infos: list[StoreInfo], candidates: pd.Index, config, a
             calls.append((corpus_tasks.histogram_task, str(info.path), group, slot, len(candidates), grid,
                           config.library_size))
     flat_hist = hist.reshape(-1)
-    for positions, counts in _run(pool, calls, "QC: dropped cells", progress):
+    for _, (positions, counts) in _results(pool, calls, "QC: dropped cells", progress, n_workers):
         flat_hist[positions] -= counts  # each part's positions are distinct
     return metrics, pd.DataFrame(reports), medians_from_histogram(hist, grid)
 
@@ -146,7 +169,7 @@ def _row_runs(rows: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
 
 
 def token_pass(pool, infos: list[StoreInfo], keeps: list[np.ndarray], tokenizer: Tokenizer, config, shard_dir: Path,
-               progress: bool) -> list[dict]:
+               n_workers: int, progress: bool) -> list[dict]:
     """Tokenise the kept cells of every input, one shard per chunk (shards already there, finished by an
     interrupted run, are kept); the shards' manifest entries, sorted by file name."""
     calls = []
@@ -164,7 +187,8 @@ def token_pass(pool, infos: list[StoreInfo], keeps: list[np.ndarray], tokenizer:
             calls.append((corpus_tasks.tokenize_task, str(info.path), start, stop, keep[start:stop], col_token,
                           col_median, options, str(dest)))
     done = [corpus_tasks.shard_stats(str(d), n_cells=n, n_tokens=_count_tokens(d)) for d, n in existing]
-    return sorted(done + _run(pool, calls, "tokens", progress), key=lambda s: s["file"])
+    written = [result for _, result in _results(pool, calls, "tokens", progress, n_workers)]
+    return sorted(done + written, key=lambda s: s["file"])
 
 
 def _count_tokens(shard: Path) -> int:

@@ -167,7 +167,7 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
         tokenizer.save(out_dir, gene_stats=gene_stats)
         write_parquet(gene_report, out_dir / "genes_report.parquet")
 
-        shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
+        shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", n_workers, progress)
         checksums = dict(checksums)
     manifest = _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats,
                          extra_report)
@@ -253,8 +253,9 @@ def tokenize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     config = CorpusConfig(n_top=tokenizer.n_top, library_size=tokenizer.library_size, chunk_size=chunk_size,
                           compression=compression, shard_format=shard_format, threads=threads)
     keeps = [np.ones(i.n_cells, dtype=bool) for i in infos]
-    with schedule.executor(n_workers or os.cpu_count() or 1) as pool:
-        shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", progress)
+    n_workers = n_workers or os.cpu_count() or 1
+    with schedule.executor(n_workers) as pool:
+        shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", n_workers, progress)
     manifest = {"format": "gc_lib.tokenized/1", "gc_lib": __version__, "vocabulary_hash": tokenizer.vocab.hash,
                 "n_top": tokenizer.n_top, "library_size": tokenizer.library_size,
                 "sources": [{"dataset": i.dataset, "path": str(i.path), "cells": i.n_cells,

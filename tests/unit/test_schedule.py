@@ -1,0 +1,53 @@
+"""The corpus builder's task runner: results come back indexed, and only a few are held at a time."""
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from gc_lib.corpus import _schedule as schedule
+
+
+class Result:
+    """A weak-referenceable stand-in for a task's histogram."""
+    def __init__(self, index):
+        self.index = index
+
+
+@pytest.mark.parametrize("kind", ["this process", "threads"])
+def test_results_are_indexed_and_few_are_alive_at_once(kind):
+    alive = weakref.WeakSet()
+
+    def task(i):
+        result = Result(i)
+        alive.add(result)
+        return result
+
+    n_workers, most, seen = 2, 0, []
+    with schedule.executor(1) if kind == "this process" else ThreadPoolExecutor(n_workers) as pool:
+        for index, result in schedule._results(pool, [(task, i) for i in range(30)], "test", False, n_workers):
+            assert result.index == index
+            seen.append(index)
+            del result
+            most = max(most, len(alive))
+    assert sorted(seen) == list(range(30))
+    assert most <= 2 * n_workers + 1  # not one per task: a corpus of many datasets folds its histograms as they come
+
+
+def test_the_first_error_is_raised():
+    def task(i):
+        if i == 3:
+            raise ValueError("task 3 failed")
+        return i
+
+    with pytest.raises(ValueError, match="task 3 failed"):
+        list(schedule._results(schedule.executor(1), [(task, i) for i in range(6)], "test", False, 1))
+
+
+def test_row_runs_and_groups():
+    runs = schedule._row_runs(np.array([2, 3, 4, 9, 11, 12]))
+    assert [(a, b) for a, b, _ in runs] == [(2, 5), (9, 10), (11, 13)]
+    assert all(keep.all() and keep.size == b - a for a, b, keep in runs)
+    assert schedule._row_runs(np.array([], dtype=np.int64)) == []
+    assert schedule._groups(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
+    assert schedule._groups(list(range(2)), 0) == [[0, 1]] and schedule._groups([], 4) == []
