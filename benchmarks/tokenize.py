@@ -69,6 +69,8 @@ ROOT = HERE.parent
 INPUT = runpy.run_path(str(HERE / "_tokenize_input.py"))  # the synthetic input and Geneformer's dictionaries
 N_GENES, SEED, DENSE, SPARSE, GF_OFFSET = (INPUT[k] for k in ("N_GENES", "SEED", "DENSE", "SPARSE", "GF_OFFSET"))
 gene_ids, ensure_input, write_dictionaries = INPUT["gene_ids"], INPUT["ensure_input"], INPUT["write_dictionaries"]
+REPORT = runpy.run_path(str(HERE / "_report.py"))
+md_table, cpu_facts = REPORT["md_table"], REPORT["cpu_facts"]
 N_TOP, LIBRARY_SIZE = 2048, 1e4
 GF_PREFIX = "synthetic"                    # Geneformer's dataset name
 F32_EPS = 2.0**-23                         # float32 rounding, relative: ratios closer than this may tie
@@ -292,14 +294,9 @@ def check_tokens(data: Path, dicts: dict, gf_out: Path, our_out: Path, n_cells: 
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
-
-
-def md_table(header: list[str], rows: list[list]) -> list[str]:
-    return [f"| {' | '.join(header)} |", "|" + "---|" * len(header), *(f"| {' | '.join(map(str, r))} |" for r in rows)]
+    facts = cpu_facts()
+    return {"cpu": facts["cpu"], "cores": facts["cores"], "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "load_average": facts["load_average"]}
 
 
 def speed_table(rows: list[dict]) -> list[str]:
