@@ -125,9 +125,11 @@ def qc_median_pass(pool, infos: list[StoreInfo], candidates: pd.Index, config, a
                           grid, config.library_size))
             owners.append(i)
     hist = np.zeros((grid.n_bins, len(candidates)), dtype=np.int64)
+    flat_hist = hist.reshape(-1)  # the tasks send (flat positions, counts): _passes.sparse_histogram
     parts: list[list[dict]] = [[] for _ in infos]
     for index, result in _results(pool, calls, "QC and medians", progress, n_workers):
-        hist += result["hist"]
+        positions, counts = result["hist"]
+        flat_hist[positions] += counts  # each part's positions are distinct
         parts[owners[index]].extend(result["chunks"])
     metrics, reports = [], []
     for info, owned, (is_mito, _) in zip(infos, parts, masks):
@@ -140,7 +142,6 @@ def qc_median_pass(pool, infos: list[StoreInfo], candidates: pd.Index, config, a
         for group in _groups(dropped, round(n_workers * info.n_cells / total_cells)):
             calls.append((corpus_tasks.histogram_task, str(info.path), group, slot, len(candidates), grid,
                           config.library_size))
-    flat_hist = hist.reshape(-1)
     for _, (positions, counts) in _results(pool, calls, "QC: dropped cells", progress, n_workers):
         flat_hist[positions] -= counts  # each part's positions are distinct
     return metrics, pd.DataFrame(reports), medians_from_histogram(hist, grid)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gc_lib.corpus import _schedule as schedule
+from gc_lib.corpus._passes import sparse_histogram
 
 
 class Result:
@@ -51,3 +52,13 @@ def test_row_runs_and_groups():
     assert schedule._row_runs(np.array([], dtype=np.int64)) == []
     assert schedule._groups(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
     assert schedule._groups(list(range(2)), 0) == [[0, 1]] and schedule._groups([], 4) == []
+
+
+def test_a_sparse_histogram_adds_back_to_the_dense_one():
+    rng = np.random.default_rng(0)
+    hist = (rng.random((512, 300)) < 0.1) * rng.integers(1, 2**32 - 1, (512, 300), dtype=np.uint32)
+    positions, counts = sparse_histogram(hist.astype(np.uint32))
+    assert positions.dtype == np.int32 and counts.dtype == np.uint32 and counts.all()
+    total = np.full((512, 300), 7, dtype=np.int64)
+    total.reshape(-1)[positions] += counts
+    assert np.array_equal(total, hist.astype(np.int64) + 7)
