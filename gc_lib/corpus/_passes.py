@@ -57,7 +57,7 @@ def qc_median_task(path: str, chunks: list[tuple[int, int]], is_mito: np.ndarray
     Raises ``ValueError`` naming the file and row of the first NaN, negative or non-integer value, or of the first
     empty cell (the AnnData contract; nothing has been written when this pass fails).
     """
-    hist, (table, first_exp) = empty_histogram(n_slots, grid), bin_lookup(grid)
+    hist, add = _histogram_filler(col_slot, n_slots, grid, library_size)
     buffers: dict = {}  # one piece at a time: its arrays reused for the next
     results = []
     with row_reader(path) as read:
@@ -67,12 +67,22 @@ def qc_median_task(path: str, chunks: list[tuple[int, int]], is_mito: np.ndarray
                 counts = read(a, b, buffers)
                 indptr = counts.indptr.astype(np.int64)
                 metrics = _piece_metrics(path, counts, indptr, a, is_mito, is_counted)
-                kernels.add_to_histogram(hist, counts.data, counts.indices, indptr, metrics[0] > 0, col_slot,
-                                         float(library_size or 0.0), grid.integer_mode, grid.n_exact, grid.log_lo,
-                                         grid.bins_per_octave, table, first_exp)
+                add(counts, indptr, metrics[0] > 0)
                 parts.append(metrics)
             results.append(_chunk_metrics(path, start, stop, parts))
     return {"chunks": results, "hist": sparse_histogram(hist)}
+
+
+def _histogram_filler(col_slot: np.ndarray, n_slots: int, grid: MedianGrid, library_size: float | None) -> tuple:
+    """A zeroed histogram (:func:`empty_histogram`) and ``add(counts, indptr, keep)``, which adds the non-zero values
+    of the kept rows of a CSR piece (``indptr`` as int64) to it, column ``j`` going to slot ``col_slot[j]``."""
+    hist, (table, first_exp) = empty_histogram(n_slots, grid), bin_lookup(grid)
+
+    def add(counts: sp.csr_matrix, indptr: np.ndarray, keep: np.ndarray) -> None:
+        kernels.add_to_histogram(hist, counts.data, counts.indices, indptr, keep, col_slot, float(library_size or 0.0),
+                                 grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave, table, first_exp)
+
+    return hist, add
 
 
 def _chunk_metrics(path: str, start: int, stop: int, parts: list[tuple]) -> dict:
@@ -102,16 +112,13 @@ def histogram_task(path: str, chunks: list[tuple[int, int, np.ndarray]], col_slo
     """The histogram (``grid.n_bins × n_slots``, :func:`empty_histogram`) of the non-zero values of the kept cells of
     several chunks (``(start, stop, keep)``), as :func:`sparse_histogram`: the builder gives it the cells QC dropped
     (:func:`qc_median_task`)."""
-    hist, (table, first_exp) = empty_histogram(n_slots, grid), bin_lookup(grid)
+    hist, add = _histogram_filler(col_slot, n_slots, grid, library_size)
     buffers: dict = {}  # one piece at a time: its arrays reused for the next
     with row_reader(path) as read:
         for start, stop, keep in chunks:
             for a, b in _pieces(start, stop):
                 counts = read(a, b, buffers)
-                kernels.add_to_histogram(hist, counts.data, counts.indices, counts.indptr.astype(np.int64),
-                                         keep[a - start:b - start], col_slot, float(library_size or 0.0),
-                                         grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave, table,
-                                         first_exp)
+                add(counts, counts.indptr.astype(np.int64), keep[a - start:b - start])
     return sparse_histogram(hist)
 
 

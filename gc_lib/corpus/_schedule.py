@@ -115,12 +115,13 @@ def qc_median_pass(pool, infos: list[StoreInfo], candidates: pd.Index, config, a
     """
     grid = grid_for(config.library_size)
     total_cells = sum(info.n_cells for info in infos)
+    n_tasks = [round(n_workers * info.n_cells / total_cells) for info in infos]  # each input's share of the workers
     masks = [_gene_masks(info, annotation) for info in infos]
     # each column's candidate (-1: none, ignored), so that every task's histogram has the candidates' columns
     slots = [candidates.get_indexer(strip_version(info.gene_ids)).astype(np.int64) for info in infos]
     calls, owners = [], []
     for i, info in enumerate(infos):
-        for group in _groups(chunks(info.n_cells, config.chunk_size), round(n_workers * info.n_cells / total_cells)):
+        for group in _groups(chunks(info.n_cells, config.chunk_size), n_tasks[i]):
             calls.append((corpus_tasks.qc_median_task, str(info.path), group, *masks[i], slots[i], len(candidates),
                           grid, config.library_size))
             owners.append(i)
@@ -137,9 +138,9 @@ def qc_median_pass(pool, infos: list[StoreInfo], candidates: pd.Index, config, a
         metrics.append(table)
         reports.append({"dataset": info.dataset, "species": info.species} | report)
     calls = []
-    for info, table, slot in zip(infos, metrics, slots):
+    for info, table, slot, n in zip(infos, metrics, slots, n_tasks):
         dropped = _row_runs(np.flatnonzero(~table["keep"].to_numpy()))
-        for group in _groups(dropped, round(n_workers * info.n_cells / total_cells)):
+        for group in _groups(dropped, n):
             calls.append((corpus_tasks.histogram_task, str(info.path), group, slot, len(candidates), grid,
                           config.library_size))
     for _, (positions, counts) in _results(pool, calls, "QC: dropped cells", progress, n_workers):

@@ -92,8 +92,8 @@ def medians_from_histogram(hist: np.ndarray, grid: MedianGrid) -> tuple[np.ndarr
     expressed), the number of non-zeros, and whether the median is exact (both middle values fell into exact integer
     bins)."""
     hist = np.asarray(hist, dtype=np.int64)
-    n_nonzero = hist.sum(axis=0)
     cumulative = np.cumsum(hist, axis=0)
+    n_nonzero = cumulative[-1].copy()  # a copy: a view would keep the whole cumulative table alive
     values = bin_values(grid)
     lower_rank = (n_nonzero - 1) // 2  # 0-based ranks of the two middle values (equal when n is odd)
     upper_rank = n_nonzero // 2
