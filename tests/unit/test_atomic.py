@@ -16,6 +16,15 @@ def test_failed_write_leaves_no_file(tmp_path):
     assert not dest.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_the_writer_creates_the_temporary_file_under_the_real_name(tmp_path):
+    """No file is made in advance for the writer to truncate (ext4 flushes a truncated file on close)."""
+    dest = tmp_path / "shard.arrow"
+    with atomic_path(dest) as tmp:
+        assert tmp.name == dest.name and tmp.parent.parent == tmp_path and not tmp.exists()
+        tmp.write_bytes(b"data")
+    assert dest.read_bytes() == b"data" and list(tmp_path.iterdir()) == [dest]
+
+
 def test_failed_directory_write_keeps_the_old_one(tmp_path):
     dest = tmp_path / "store"
     dest.mkdir()

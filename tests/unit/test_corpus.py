@@ -172,8 +172,9 @@ def test_interrupted_build_resumes_and_rebuilds_only_what_is_missing(inputs, tmp
     kept_mtime = shards[0].stat().st_mtime_ns
     (out / "manifest.json").unlink()        # as if killed before the end ...
     shards[-1].unlink()                     # ... with one shard unwritten
-    debris = out / "shards" / ".human_a-0000000050.tmp.parquet"
-    debris.write_bytes(b"partial")          # and a half-written temporary
+    debris = out / "shards" / ".human_a-0000000050.parquet.k3j9.tmp"   # and a half-written temporary
+    debris.mkdir()
+    (debris / "human_a-0000000050.parquet").write_bytes(b"partial")
     second = build(inputs, out)
     assert shards[0].stat().st_mtime_ns == kept_mtime
     assert [s["xxh3_128"] for s in second["shards"]] == [s["xxh3_128"] for s in first["shards"]]

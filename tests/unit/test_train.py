@@ -191,6 +191,7 @@ def test_fresh_start_deletes_only_its_own_runs(corpus, tmp_path):
     assert (folder / "log.csv").read_text() == "mine\n"
     run(corpus, tmp_path / "r", stop_after=1)
     (tmp_path / "r" / "tensorboard" / "extra").write_text("inside a run's own folder")
+    (tmp_path / "r" / ".run.json.k3j9.tmp").mkdir()                           # a killed atomic write's debris
     run(corpus, tmp_path / "r", resume=False, stop_after=1)                   # its own run: replaced
     assert not (tmp_path / "r" / "tensorboard" / "extra").exists()
     assert run(corpus, tmp_path / "empty", resume=False, stop_after=1)["step"] == 1
