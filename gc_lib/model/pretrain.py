@@ -50,7 +50,7 @@ from .trainer import Runtime, TrainConfig, Trainer, close_distributed, init_dist
 RUN_RECORD = "run.json"
 RUN_FORMAT = "gc_lib.pretrain_run/1"
 RUN_ENTRIES = {RUN_RECORD, "log.csv", "metrics.json", "tensorboard", "checkpoints", "checkpoint"}
-_RUN_TEMPORARY = re.compile(r"^\.(run|metrics|checkpoint)\..*\.tmp(\.json)?$")  # a killed atomic write's (old or new naming)
+_RUN_TEMPORARY = re.compile(r"^\.(run|metrics|checkpoint)\..*\.tmp(\.json)?$")  # debris of a killed atomic write
 LOG_COLUMNS = ["step", "split", "loss", "id_loss", "value_loss", "id_accuracy", "gepc_loss", "lr", "grad_norm",
                "masked_tokens", "cells_seen", "tokens_seen", "elapsed_s"]   # gepc_loss: empty when the term is off
 

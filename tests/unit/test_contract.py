@@ -111,6 +111,17 @@ def test_ensembl_pattern():
         is_species_gene_id(names, "yeast")
 
 
+def test_ensembl_pattern_edge_cases():
+    """The whole name must match, in ASCII digits; any value is tested as its str; a name UTF-8 cannot hold (a lone
+    surrogate) takes the Python path and gets the same answer."""
+    names = ["ENSG00000141510\n", "ENSG0000014151\u0661", " ENSG00000141510", "ENSG00000141510.", None, 7,
+             "ENSG00000141510\udc80", "ENSG00000141510.2"]
+    assert is_ensembl_gene_id(names).tolist() == [False] * 7 + [True]
+    surrogate_and_good = ["ENSG00000141510\udc80", "ENSMUSG00000059552"]
+    assert is_species_gene_id(surrogate_and_good, "mouse").tolist() == [False, True]
+    assert is_ensembl_gene_id([]).dtype == bool and is_ensembl_gene_id(np.array([], dtype=object)).size == 0
+
+
 def test_two_versions_of_one_gene_are_duplicates():
     genes = ["ENSG00000000001.1", "ENSG00000000001.2"] + HUMAN[1:4]
     with pytest.raises(ValueError, match="duplicated genes"):
