@@ -148,27 +148,29 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
     if out_dir.exists() and (out_dir / "build.json").exists() and (out_dir / "manifest.json").exists() \
             and not force and json.loads((out_dir / "build.json").read_text()) == key:
         return json.loads((out_dir / "manifest.json").read_text())
-    annotation = annotation or bundle_annotation()
-    # the sources' sha256 in a thread here (hashing releases the GIL), not in a worker that the first pass waits for
-    with schedule.executor(n_workers) as pool, ThreadPoolExecutor(1) as hasher:
+    # the sources' sha256 in a thread here (hashing releases the GIL), not in a worker that the first pass waits for;
+    # started first, so that it runs while this process loads the annotation and the compiled kernels on one core
+    with ThreadPoolExecutor(1) as hasher:
         checksums = hasher.map(corpus_tasks.checksum_task, [str(i.path) for i in infos])
-        candidates = pd.Index(sorted({g for i in infos for g in strip_version(i.gene_ids)}))
-        metrics, qc_report, (median, n_nonzero, exact) = schedule.qc_median_pass(  # raises before any write
-            pool, infos, candidates, config, annotation, n_workers, progress)
-        _prepare_out_dir(out_dir, key, force)
-        write_json(key, out_dir / "build.json")
-        for info, table in zip(infos, metrics):
-            write_parquet(table, out_dir / "qc" / f"{schedule.safe_name(info.dataset)}.parquet")
-        write_parquet(qc_report, out_dir / "qc_report.parquet")
-        keeps = [m["keep"].to_numpy() for m in metrics]
-        tokenizer, gene_report, extra_report = _make_tokenizer(infos, candidates, median, n_nonzero, annotation,
-                                                               config, extra)
-        gene_stats = _gene_stats(tokenizer, candidates, n_nonzero, exact)
-        tokenizer.save(out_dir, gene_stats=gene_stats)
-        write_parquet(gene_report, out_dir / "genes_report.parquet")
+        annotation = annotation or bundle_annotation()
+        with schedule.executor(n_workers) as pool:
+            candidates = pd.Index(sorted({g for i in infos for g in strip_version(i.gene_ids)}))
+            metrics, qc_report, (median, n_nonzero, exact) = schedule.qc_median_pass(  # raises before any write
+                pool, infos, candidates, config, annotation, n_workers, progress)
+            _prepare_out_dir(out_dir, key, force)
+            write_json(key, out_dir / "build.json")
+            for info, table in zip(infos, metrics):
+                write_parquet(table, out_dir / "qc" / f"{schedule.safe_name(info.dataset)}.parquet")
+            write_parquet(qc_report, out_dir / "qc_report.parquet")
+            keeps = [m["keep"].to_numpy() for m in metrics]
+            tokenizer, gene_report, extra_report = _make_tokenizer(infos, candidates, median, n_nonzero, annotation,
+                                                                   config, extra)
+            gene_stats = _gene_stats(tokenizer, candidates, n_nonzero, exact)
+            tokenizer.save(out_dir, gene_stats=gene_stats)
+            write_parquet(gene_report, out_dir / "genes_report.parquet")
 
-        shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", n_workers, progress)
-        checksums = dict(checksums)
+            shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", n_workers, progress)
+            checksums = dict(checksums)
     manifest = _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats,
                          extra_report)
     write_json(manifest, out_dir / "manifest.json")
