@@ -98,7 +98,7 @@ def medians_from_histogram(hist: np.ndarray, grid: MedianGrid) -> tuple[np.ndarr
     upper_rank = n_nonzero // 2
     # the value of 0-based rank r lies in the first bin whose cumulative count exceeds r: count the bins whose
     # cumulative count does not, one bin row at a time (a whole cumulative table is bins × genes int64: 82 MB for
-    # 20,000 genes, and ~0.1–0.2 s to fill and scan in a fresh process)
+    # 20,000 genes, 58 ms to fill and scan, 0.16–0.28 s on a fresh process's memory; this loop 25 ms)
     cumulative = np.zeros_like(n_nonzero)
     lower_bin, upper_bin = np.zeros_like(n_nonzero), np.zeros_like(n_nonzero)
     for row in hist:
