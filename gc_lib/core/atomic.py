@@ -63,7 +63,7 @@ def atomic_path(dest: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         shutil.rmtree(holder, ignore_errors=True)
         raise
     if not is_dir:
-        holder.rmdir()
+        shutil.rmtree(holder, ignore_errors=True)  # empty, unless the writer left a side file there
 
 
 def write_json(obj: Any, dest: str | os.PathLike) -> Path:
