@@ -16,7 +16,6 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import scipy.sparse as sp
 
-from ..inputs.fetch import sha256_file, sha256_tree
 from . import _kernels as kernels
 from ._buffers import BufferSets
 from ._count_store import row_reader
@@ -37,10 +36,6 @@ def _pieces(start: int, stop: int) -> list[tuple[int, int]]:
     return [(a, min(a + PIECE_CELLS, stop)) for a in range(start, stop, PIECE_CELLS)]
 
 
-def checksum_task(path: str) -> tuple[str, str]:
-    """sha256 of an input file, or of every file of a ``.zarr`` directory."""
-    p = Path(path)
-    return path, (sha256_tree(p) if p.is_dir() else sha256_file(p))
 
 
 def qc_median_task(path: str, chunks: list[tuple[int, int]], is_mito: np.ndarray, is_counted: np.ndarray,

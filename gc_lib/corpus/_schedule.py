@@ -9,14 +9,17 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import re
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+import threading
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..inputs.fetch import DigestStopped, sha256_tree
 from . import _passes as corpus_tasks
 from ._count_store import StoreInfo
 from .medians import grid_for, medians_from_histogram
@@ -49,6 +52,32 @@ def executor(n_workers: int) -> Executor:
         corpus_tasks.warm_kernels()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ProcessPoolExecutor(n_workers, mp_context=context)
+
+
+@contextmanager
+def source_digests(paths: list[str]) -> Iterator[Callable[[], dict[str, str]]]:
+    """Hash ``paths`` (sha256; of every file of a ``.zarr`` directory) in a thread while the block runs, and yield a
+    function that returns ``{path: sha256}`` once hashing is done.
+
+    Hashing releases the GIL, so it runs beside whatever this process does (the builder starts it before warming its
+    kernels on one core). If the block raises, the hashing stops at its next 1 MB instead of finishing first: an
+    input's bad value found in the first pass should not wait a minute for a 100 GB input's hash.
+    """
+    stop = threading.Event()
+
+    def hash_all() -> dict[str, str] | None:
+        try:
+            return {path: sha256_tree(path, stop=stop) for path in paths}
+        except DigestStopped:
+            return None
+
+    with ThreadPoolExecutor(1) as hasher:
+        digests = hasher.submit(hash_all)
+        try:
+            yield digests.result
+        except BaseException:
+            stop.set()
+            raise
 
 
 def _results(pool: Executor, calls: list[tuple], desc: str, progress: bool, n_workers: int) -> Iterator[tuple]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,7 +41,6 @@ import pyarrow as pa
 
 from .. import __version__
 from ..core.atomic import write_json, write_parquet
-from . import _passes as corpus_tasks
 from . import _schedule as schedule
 from ._count_store import StoreInfo, describe_store
 from .extra_genes import add_extra_genes, check_extra_genes, table_hash
@@ -148,10 +146,9 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
     if out_dir.exists() and (out_dir / "build.json").exists() and (out_dir / "manifest.json").exists() \
             and not force and json.loads((out_dir / "build.json").read_text()) == key:
         return json.loads((out_dir / "manifest.json").read_text())
-    # the sources' sha256 in a thread here (hashing releases the GIL), not in a worker that the first pass waits for;
-    # started first, so that it runs while this process loads the annotation and the compiled kernels on one core
-    with ThreadPoolExecutor(1) as hasher:
-        checksums = hasher.map(corpus_tasks.checksum_task, [str(i.path) for i in infos])
+    # the sources' sha256 in a thread here, not in a worker that the first pass waits for; started first, so that it
+    # runs while this process loads the annotation and the compiled kernels on one core
+    with schedule.source_digests([str(i.path) for i in infos]) as source_sha256:
         annotation = annotation or bundle_annotation()
         with schedule.executor(n_workers) as pool:
             candidates = pd.Index(sorted({g for i in infos for g in strip_version(i.gene_ids)}))
@@ -170,7 +167,7 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
             write_parquet(gene_report, out_dir / "genes_report.parquet")
 
             shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", n_workers, progress)
-            checksums = dict(checksums)
+            checksums = source_sha256()
     manifest = _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats,
                          extra_report)
     write_json(manifest, out_dir / "manifest.json")

@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -67,25 +68,34 @@ class Archive:
                              f"url {self.url!r})")
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    return file_digest(path, hashlib.sha256(), chunk)
+class DigestStopped(Exception):
+    """A digest given a ``stop`` event was stopped before it finished (its caller no longer wants it)."""
 
 
-def file_digest(path: str | os.PathLike, digest, chunk: int = 1 << 20) -> str:
-    """Hex digest of a file read in chunks into ``digest`` (any hashlib-style object: ``update``, ``hexdigest``)."""
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20, stop: threading.Event | None = None) -> str:
+    """Hex sha256 of a file, read in chunks (``stop``: as :func:`file_digest`)."""
+    return file_digest(path, hashlib.sha256(), chunk, stop)
+
+
+def file_digest(path: str | os.PathLike, digest, chunk: int = 1 << 20, stop: threading.Event | None = None) -> str:
+    """Hex digest of a file read in chunks into ``digest`` (any hashlib-style object: ``update``, ``hexdigest``).
+    Once ``stop`` is set, raises :class:`DigestStopped` at the next chunk instead of reading on."""
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
+            if stop is not None and stop.is_set():
+                raise DigestStopped(str(path))
             digest.update(block)
     return digest.hexdigest()
 
 
-def sha256_tree(path: str | os.PathLike) -> str:
-    """sha256 of a file, or for a directory (a zarr store) of its sorted ``relative-path  sha256`` lines."""
+def sha256_tree(path: str | os.PathLike, stop: threading.Event | None = None) -> str:
+    """sha256 of a file, or for a directory (a zarr store) of its sorted ``relative-path  sha256`` lines (``stop``: as
+    :func:`file_digest`)."""
     path = Path(path)
     if path.is_file():
-        return sha256_file(path)
-    lines = sorted(f"{p.relative_to(path).as_posix()}  {sha256_file(p)}" for p in path.rglob("*") if p.is_file())
+        return sha256_file(path, stop=stop)
+    lines = sorted(f"{p.relative_to(path).as_posix()}  {sha256_file(p, stop=stop)}"
+                   for p in path.rglob("*") if p.is_file())
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 

@@ -385,3 +385,33 @@ def test_download_url_names_an_unreachable_url(tmp_path):
     # a closed port on this machine's loopback: refused at once, no network involved
     with pytest.raises(FetchError, match=r"http://127\.0\.0\.1:9/toy\.gct: the web is unreachable"):
         download_url("http://127.0.0.1:9/toy.gct", tmp_path / "toy.gct", timeout=2)
+
+
+def test_a_stopped_digest_reads_no_further(tmp_path, monkeypatch):
+    import hashlib
+    import threading
+
+    from gc_lib.inputs.fetch import DigestStopped, file_digest
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * 10_000)
+    assert sha256_file(path, chunk=1_000, stop=threading.Event()) == hashlib.sha256(b"x" * 10_000).hexdigest()
+    stop, fed = threading.Event(), []
+
+    class Digest:
+        def update(self, block):
+            fed.append(len(block))
+            if len(fed) == 3:
+                stop.set()
+
+        def hexdigest(self):
+            return "never"
+
+    with pytest.raises(DigestStopped, match="big.bin"):
+        file_digest(path, Digest(), chunk=1_000, stop=stop)
+    assert fed == [1_000] * 3
+    store = tmp_path / "store.zarr"
+    store.mkdir()
+    (store / "a").write_bytes(b"1")
+    with pytest.raises(DigestStopped):
+        sha256_tree(store, stop=stop)

@@ -62,3 +62,31 @@ def test_a_sparse_histogram_adds_back_to_the_dense_one():
     total = np.full((512, 300), 7, dtype=np.int64)
     total.reshape(-1)[positions] += counts
     assert np.array_equal(total, hist.astype(np.int64) + 7)
+
+
+def test_source_digests_hash_beside_the_block_and_stop_when_it_fails(tmp_path, monkeypatch):
+    import hashlib
+    import threading
+    import time
+
+    from gc_lib.inputs.fetch import DigestStopped
+
+    paths = [tmp_path / "a.h5ad", tmp_path / "b.h5ad"]
+    for i, p in enumerate(paths):
+        p.write_bytes(bytes([i]) * 1000)
+    with schedule.source_digests([str(p) for p in paths]) as digests:
+        pass
+    assert digests() == {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+    seen = {}
+
+    def slow_hash(path, stop: threading.Event):  # a hash that would take 20 s unless stopped
+        seen["stopped"] = stop.wait(20)
+        raise DigestStopped(path)
+
+    monkeypatch.setattr(schedule, "sha256_tree", slow_hash)
+    began = time.perf_counter()
+    with pytest.raises(ValueError, match="a bad count"):
+        with schedule.source_digests([str(paths[0])]):
+            raise ValueError("a bad count")
+    assert seen == {"stopped": True} and time.perf_counter() - began < 10
