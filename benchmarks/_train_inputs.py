@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gc_lib.corpus.vocab import MASK, PAD, SPECIAL_TOKENS, SPECIES_TOKENS
 from gc_lib.priors.store import PRIOR_NAMES, PriorTable
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data" / "01_corpus" / "corpus"
 VOCAB, PRIOR_DIM, PRIOR_COVERAGE, MASK_RATE, SEED = 25_000, 128, 0.8, 0.15, 0
-PAD_ID, MASK_ID, FIRST_SPECIES_ID, FIRST_GENE_ID = 0, 1, 2, 4   # gc_lib.corpus.vocab: <pad>, <mask>, <human>, <mouse>
+PAD_ID, MASK_ID = SPECIAL_TOKENS.index(PAD), SPECIAL_TOKENS.index(MASK)
+FIRST_SPECIES_ID, FIRST_GENE_ID = SPECIAL_TOKENS.index(SPECIES_TOKENS["human"]), len(SPECIAL_TOKENS)
 LOGNORMAL = (4.5, 0.9)   # fallback cell lengths without the corpus: lognormal(mean, sigma) of ln(length), median ~90
 
 

@@ -36,8 +36,6 @@ def _pieces(start: int, stop: int) -> list[tuple[int, int]]:
     return [(a, min(a + PIECE_CELLS, stop)) for a in range(start, stop, PIECE_CELLS)]
 
 
-
-
 def qc_median_task(path: str, chunks: list[tuple[int, int]], is_mito: np.ndarray, is_counted: np.ndarray,
                    col_slot: np.ndarray, n_slots: int, grid: MedianGrid, library_size: float | None) -> dict:
     """Check rows of ``chunks`` hold counts, compute their QC metrics, and fill the histogram of

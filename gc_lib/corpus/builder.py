@@ -147,27 +147,26 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
             and not force and json.loads((out_dir / "build.json").read_text()) == key:
         return json.loads((out_dir / "manifest.json").read_text())
     # the sources' sha256 in a thread here, not in a worker that the first pass waits for; started first, so that it
-    # runs while this process loads the annotation and the compiled kernels on one core
-    with schedule.source_digests([str(i.path) for i in infos]) as source_sha256:
+    # runs while this process warms the compiled kernels and loads the annotation on one core
+    with schedule.source_digests([str(i.path) for i in infos]) as source_sha256, schedule.executor(n_workers) as pool:
         annotation = annotation or bundle_annotation()
-        with schedule.executor(n_workers) as pool:
-            candidates = pd.Index(sorted({g for i in infos for g in strip_version(i.gene_ids)}))
-            metrics, qc_report, (median, n_nonzero, exact) = schedule.qc_median_pass(  # raises before any write
-                pool, infos, candidates, config, annotation, n_workers, progress)
-            _prepare_out_dir(out_dir, key, force)
-            write_json(key, out_dir / "build.json")
-            for info, table in zip(infos, metrics):
-                write_parquet(table, out_dir / "qc" / f"{schedule.safe_name(info.dataset)}.parquet")
-            write_parquet(qc_report, out_dir / "qc_report.parquet")
-            keeps = [m["keep"].to_numpy() for m in metrics]
-            tokenizer, gene_report, extra_report = _make_tokenizer(infos, candidates, median, n_nonzero, annotation,
-                                                                   config, extra)
-            gene_stats = _gene_stats(tokenizer, candidates, n_nonzero, exact)
-            tokenizer.save(out_dir, gene_stats=gene_stats)
-            write_parquet(gene_report, out_dir / "genes_report.parquet")
+        candidates = pd.Index(sorted({g for i in infos for g in strip_version(i.gene_ids)}))
+        metrics, qc_report, (median, n_nonzero, exact) = schedule.qc_median_pass(  # raises before any write
+            pool, infos, candidates, config, annotation, n_workers, progress)
+        _prepare_out_dir(out_dir, key, force)
+        write_json(key, out_dir / "build.json")
+        for info, table in zip(infos, metrics):
+            write_parquet(table, out_dir / "qc" / f"{schedule.safe_name(info.dataset)}.parquet")
+        write_parquet(qc_report, out_dir / "qc_report.parquet")
+        keeps = [m["keep"].to_numpy() for m in metrics]
+        tokenizer, gene_report, extra_report = _make_tokenizer(infos, candidates, median, n_nonzero, annotation,
+                                                               config, extra)
+        gene_stats = _gene_stats(tokenizer, candidates, n_nonzero, exact)
+        tokenizer.save(out_dir, gene_stats=gene_stats)
+        write_parquet(gene_report, out_dir / "genes_report.parquet")
 
-            shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", n_workers, progress)
-            checksums = source_sha256()
+        shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", n_workers, progress)
+        checksums = source_sha256()
     manifest = _manifest(infos, checksums, config, qc_report, gene_report, tokenizer, shards, gene_stats,
                          extra_report)
     write_json(manifest, out_dir / "manifest.json")
