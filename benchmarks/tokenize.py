@@ -3,14 +3,15 @@
 What: seconds end to end (``.h5ad`` on disk → tokenised dataset on disk), cells/s and peak memory of Geneformer's
 ``tokenize_data`` (own venv; one process whatever its ``nproc``), ours ``tokenize_files`` in one process (Parquet
 shards, Arrow IPC shards, each with 1 thread and with 2: pieces read and ranked in 2 threads while the main thread
-writes) and in ``--workers`` processes (Geneformer's gene order
-and medians, n_top = model_input_size = 2048, library size 1e4 like Geneformer's n_counts × 1e4 normalisation), ours
-``build_corpus`` (QC + medians + tokens) in each shard format, and the **I/O floor** of each format measured the same
-way (one process reading the input's CSR slices chunk by chunk and writing our shards' tables in that format, nothing
-else), on one synthetic contract ``.h5ad``
-(20,000 genes, 2,000–4,000 expressed per cell, integer counts) that feeds both tools; a check of 50 cells' tokens
-against Geneformer's; and ``build_corpus``'s peak memory as cells grow (``--memory-cells``; sparser cells, 200–600
-genes each, so that 1M cells stay a few GB).
+writes; Arrow IPC with 2 threads, and ``build_corpus`` with Arrow IPC, also with the numba kernels,
+``GC_LIB_KERNELS=numba``, beside the C kernels that run where they are built — column ``kernels``) and in
+``--workers`` processes (Geneformer's gene order and medians, n_top = model_input_size = 2048, library size 1e4 like
+Geneformer's n_counts × 1e4 normalisation), ours ``build_corpus`` (QC + medians + tokens) in each shard format, and
+the **I/O floor** of each format measured the same way (one process reading the input's CSR slices chunk by chunk and
+writing our shards' tables in that format, nothing else), on one synthetic contract ``.h5ad`` (20,000 genes,
+2,000–4,000 expressed per cell, integer counts) that feeds both tools; a check of 50 cells' tokens against
+Geneformer's; and ``build_corpus``'s peak memory as cells grow (``--memory-cells``; sparser cells, 200–600 genes each,
+so that 1M cells stay a few GB).
 Why: speed is a feature, measured here next to the peer on the same input and cores (benchmarks/README.md).
 How::
 
@@ -19,7 +20,7 @@ How::
         [--memory-cells 100000,1000000] [--geneformer-venv PATH] [--workdir DIR] [--skip-geneformer] [--skip-memory]
 
 Each run is a subprocess (imports and memory isolated). ``s`` is timed inside it around the work (imports excluded;
-building the tokenizer and numba loading its compiled kernels included, and also given apart as ``set-up s``),
+building the tokenizer and loading the ranking kernel included, and also given apart as ``set-up s``),
 ``wall s`` is the whole subprocess; ``after set-up`` columns leave the set-up out (what a large input sees), and
 ``vs floor`` divides a one-process run's seconds after set-up by the floor's of its shard format (the floor is one
 process, one thread, and has no set-up); peak
@@ -57,8 +58,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from gc_lib.corpus import _kernels_native
 from gc_lib.corpus._count_store import range_reader, row_reader
+from gc_lib.corpus._kernels_native import first_pass_kernels
+from gc_lib.corpus._native import KERNEL_VARIABLE
 from gc_lib.corpus._passes import PIECE_CELLS
+from gc_lib.corpus._rank_native import kernel_name, ranking_kernel
 from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, shard_paths, tokenize_files
 from gc_lib.corpus.shards import ROW_GROUP_CELLS, SHARD_FORMATS, read_shard
 from gc_lib.corpus.tokenizer import SHARD_SCHEMA, Tokenizer, rank_rows
@@ -96,7 +101,7 @@ def worker(spec: dict) -> None:
     if spec["kind"] == "files":
         tokenizer = our_tokenizer(spec["dicts"])
         rank_rows(sp.csr_matrix(np.ones((1, 1), np.float32)), np.array([4], np.int32), np.ones(1), n_top=1,
-                  library_size=None, n_tokens=5)  # numba loads the ranking kernel
+                  library_size=None, n_tokens=5)  # the ranking kernel loads (numba's compiles or loads its cache)
         setup = time.perf_counter() - start
         tokenize_files([spec["input"]], spec["out"], tokenizer, n_workers=spec["n_workers"], progress=False,
                        shard_format=spec["format"], threads=spec["threads"])
@@ -107,7 +112,15 @@ def worker(spec: dict) -> None:
         config = CorpusConfig(n_top=N_TOP, library_size=LIBRARY_SIZE, shard_format=spec["format"])
         build_corpus([spec["input"]], spec["out"], config=config, annotation=annotation, n_workers=spec["n_workers"],
                      progress=False)
-    Path(spec["result"]).write_text(json.dumps({"work_s": time.perf_counter() - start, "setup_s": setup}))
+    Path(spec["result"]).write_text(json.dumps({"work_s": time.perf_counter() - start, "setup_s": setup,
+                                                "kernel_used": kernels_used(spec["kind"])}))
+
+
+def kernels_used(kind: str) -> str:
+    """``c`` or ``numba``: the kernels a run used (the ranking kernel; ``build_corpus`` also the first pass's)."""
+    ranking = kernel_name(ranking_kernel())
+    first_pass = "c" if first_pass_kernels() is _kernels_native else "numba"
+    return ranking if kind != "corpus" or ranking == first_pass else f"{ranking} ranking, {first_pass} first pass"
 
 
 def io_floor(spec: dict, chunk: int = 10_000) -> dict:
@@ -180,10 +193,11 @@ class Run(NamedTuple):
     cores: int       # cores it can use (Geneformer: one process whatever its nproc)
     format: str = "parquet"  # our shard format
     threads: int = 1         # our threads per process
+    kernel: str = "auto"     # our kernels (GC_LIB_KERNELS): the C libraries where built, else numba's
 
     @property
     def key(self) -> str:
-        return f"{self.kind}-{self.n_workers}-{self.format}-{self.threads}"
+        return f"{self.kind}-{self.n_workers}-{self.format}-{self.threads}-{self.kernel}"
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -204,7 +218,7 @@ def measure(run: Run, spec: dict, workdir: Path, gf_python: Path | None) -> dict
     else:
         cmd = [sys.executable, "-P", str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     env = os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
-                        "HF_HOME": str(workdir / "hf-home")}
+                        "HF_HOME": str(workdir / "hf-home"), KERNEL_VARIABLE: run.kernel}
     cpu0, peak, start = resource.getrusage(resource.RUSAGE_CHILDREN), 0, time.perf_counter()
     with open(log, "w") as log_file:
         proc = psutil.Popen(cmd, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
@@ -229,10 +243,12 @@ def speed_runs(args, data: Path, dicts: dict, gf_python: Path | None) -> tuple[l
         Run("gc_lib", "tokenize_files, Arrow IPC", "files", 1, 1, "arrow"),
         Run("gc_lib", "tokenize_files, Parquet, 2 threads", "files", 1, 2, "parquet", 2),
         Run("gc_lib", "tokenize_files, Arrow IPC, 2 threads", "files", 1, 2, "arrow", 2),
+        Run("gc_lib", "tokenize_files, Arrow IPC, 2 threads", "files", 1, 2, "arrow", 2, "numba"),
         Run("gc_lib", "tokenize_files, Parquet", "files", w, w, "parquet"),
         Run("gc_lib", "tokenize_files, Arrow IPC", "files", w, w, "arrow"),
         Run("gc_lib", "build_corpus (QC + medians + tokens), Parquet", "corpus", w, w, "parquet"),
-        Run("gc_lib", "build_corpus (QC + medians + tokens), Arrow IPC", "corpus", w, w, "arrow")]))
+        Run("gc_lib", "build_corpus (QC + medians + tokens), Arrow IPC", "corpus", w, w, "arrow"),
+        Run("gc_lib", "build_corpus (QC + medians + tokens), Arrow IPC", "corpus", w, w, "arrow", kernel="numba")]))
     outs = {r.key: args.workdir / "out" / r.key for r in runs}
     common = {"input": str(data), "dicts": dicts, "data_dir": str(data.parent), "prefix": GF_PREFIX,
               "model_input_size": N_TOP}
@@ -301,23 +317,26 @@ def speed_table(rows: list[dict]) -> list[str]:
     """One line per run: median times over the repeats, the largest peak RSS; ratios to Geneformer and to the floor
     of the run's shard format."""
     frame = pd.DataFrame(rows)
-    groups = list(frame.groupby(["kind", "n_workers", "format", "threads"], sort=False))
+    frame["kernel_used"] = frame.get("kernel_used", pd.Series(dtype=str)).fillna("–")
+    groups = list(frame.groupby(["kind", "n_workers", "format", "threads", "kernel"], sort=False))
     medians = {key: g["work_s"].median() for key, g in groups}
     after = {key: (g["work_s"] - g["setup_s"]).median() for key, g in groups}
     gf = next(((medians[k], after[k]) for k in medians if k[0] == "geneformer"), None)
-    floors = {fmt: w for (kind, _, fmt, _), w in medians.items() if kind == "floor"}
+    floors = {fmt: w for (kind, _, fmt, _, _), w in medians.items() if kind == "floor"}
     lines = []
     for key, g in groups:
-        (kind, _, fmt, _), r, work, rest = key, g.iloc[0], medians[key], after[key]
+        (kind, _, fmt, _, _), r, work, rest = key, g.iloc[0], medians[key], after[key]
         ours = kind in ("files", "corpus")
-        lines.append([r["tool"], f"{r['run']} ×{r['n_workers']}" if ours else r["run"], r["cores"], f"{r['cells']:,}",
+        kernels = "/".join(sorted(set(g["kernel_used"])))
+        lines.append([r["tool"], f"{r['run']} ×{r['n_workers']}" if ours else r["run"], kernels, r["cores"],
+                      f"{r['cells']:,}",
                       f"{work:.2f}", f"{work - rest:.2f}", f"{g['wall_s'].median():.2f}", f"{r['cells'] / work:,.0f}",
                       f"{r['cells'] / rest:,.0f}", f"{r['cells'] / rest / r['cores']:,.0f}",
                       f"{gf[0] / work:.1f}×" if gf and kind != "floor" else "–",
                       f"{gf[1] / rest:.1f}×" if gf and kind != "floor" else "–",
                       f"{rest / floors[fmt]:.1f}×" if ours and r["n_workers"] == 1 and fmt in floors else "–",
                       f"{g['peak_rss_mb'].max():,.0f}", f"{g['cpu_s'].median():.1f}"])
-    return md_table(["tool", "run", "cores", "cells", "median s", "set-up s", "wall s", "cells/s",
+    return md_table(["tool", "run", "kernels", "cores", "cells", "median s", "set-up s", "wall s", "cells/s",
                      "cells/s after set-up", "per core", "vs Geneformer", "vs Geneformer after set-up", "vs floor",
                      "peak RSS MB", "CPU s"], lines)
 
@@ -381,7 +400,7 @@ def main() -> None:
     dicts = write_dictionaries(args.workdir / "dictionaries")
     print(f"speed: {args.repeats} repeats on {args.cells:,} cells", flush=True)
     speed, outs = speed_runs(args, data, dicts, gf_python)
-    check = check_tokens(data, dicts, outs[f"geneformer-{args.workers}-parquet-1"], outs["files-1-parquet-1"],
+    check = check_tokens(data, dicts, outs[f"geneformer-{args.workers}-parquet-1-auto"], outs["files-1-parquet-1-auto"],
                          args.cells) if gf_python else None
     memory = [] if args.skip_memory else memory_runs(args)
     shutil.rmtree(args.workdir / "out", ignore_errors=True)

@@ -6,8 +6,9 @@ per cell, the same file and tokenizer), one process, the stages of the tokenisin
 
 - ``read``: ``_count_store.row_reader``'s read of the piece (``indptr`` by h5py, ``data``/``indices`` straight from the
   file where the layout allows, and the CSR matrix; the store opened once per pass, as a task opens its input once);
-- ``rank``: ``tokenizer.rank_rows`` (dtype checks, the numba top-k kernel, offsets), and within it ``kernel``, the
-  kernel call alone on the same arrays;
+- ``rank``: ``tokenizer.rank_rows`` (dtype checks, the top-k kernel, offsets), and within it ``kernel``, the kernel
+  call alone on the same arrays (the kernel the tokenizer uses: the C one where built; ``kernel, numba`` the numba
+  one beside it);
 - ``arrow table``: ``TokenizedCells.to_table`` (the Arrow table of the shard);
 - ``shard, Parquet`` and ``shard, Arrow IPC``: ``shards.write_shard`` of that table in each format (its xxh3-128
   digest taken as the bytes are written);
@@ -42,9 +43,10 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from gc_lib.corpus import _rank_kernels
 from gc_lib.corpus._count_store import describe_store, range_reader, row_reader
 from gc_lib.corpus._passes import PIECE_CELLS
-from gc_lib.corpus._rank_kernels import tokenize_csr
+from gc_lib.corpus._rank_native import kernel_name, ranking_kernel
 from gc_lib.corpus.builder import tokenize_files
 from gc_lib.corpus.shards import shard_digest, write_shard
 from gc_lib.corpus.tokenizer import _token_bits, rank_rows
@@ -62,9 +64,9 @@ def stage_times(path: Path, tokenizer, scratch: Path) -> dict[str, float]:
     col_token, col_median = col_token.astype(np.int32), col_median.astype(np.float64)
     with h5py.File(path, "r") as f:
         n_cells = int(f["X"].attrs["shape"][0])
-    times = dict.fromkeys(["read", "rank", "kernel", "arrow table", "shard, Parquet", "shard, Arrow IPC", "digest",
-                           "sha256 (before)", "read floor", "write floor, raw", "write floor, Arrow IPC",
-                           "write floor, Parquet flat"], 0.0)
+    times = dict.fromkeys(["read", "rank", "kernel", "kernel, numba", "arrow table", "shard, Parquet",
+                           "shard, Arrow IPC", "digest", "sha256 (before)", "read floor", "write floor, raw",
+                           "write floor, Arrow IPC", "write floor, Parquet flat"], 0.0)
     # opened once per pass, as a task opens its input
     with row_reader(path) as read, h5py.File(path, "r") as store, open(path, "rb") as raw:
         floor_read = _floor_reader(store, raw.fileno())
@@ -81,7 +83,8 @@ def _piece_stages(times: dict, read, floor_read, start: int, stop: int, tokenize
     counts = _timed(times, "read", read, start, stop)
     cells = _timed(times, "rank", rank_rows, counts, col_token, col_median, n_top=tokenizer.n_top,
                    library_size=tokenizer.library_size, n_tokens=len(tokenizer.vocab), row_offset=start)
-    _timed(times, "kernel", _kernel_only, counts, col_token, col_median, tokenizer)
+    _timed(times, "kernel", _kernel_only, ranking_kernel(), counts, col_token, col_median, tokenizer)
+    _timed(times, "kernel, numba", _kernel_only, _rank_kernels.tokenize_csr, counts, col_token, col_median, tokenizer)
     table = _timed(times, "arrow table", cells.to_table, "human", "synthetic")
     _timed(times, "shard, Parquet", write_shard, table, scratch / f"shard-{start}.parquet")
     shard = _timed(times, "shard, Arrow IPC", write_shard, table, scratch / f"shard-{start}.arrow")
@@ -101,14 +104,14 @@ def _timed(times: dict, name: str, fn, *args, **kwargs):
     return result
 
 
-def _kernel_only(counts, col_token, col_median, tokenizer) -> int:
+def _kernel_only(kernel, counts, col_token, col_median, tokenizer) -> int:
     indptr = counts.indptr.astype(np.int64)
     keep = np.ones(counts.shape[0], dtype=bool)
     capacity = int(np.minimum(np.diff(indptr), tokenizer.n_top).sum())
     ids, values = np.empty(capacity, np.int32), np.empty(capacity, np.float32)
     lengths = np.empty(counts.shape[0], np.int32)
-    return tokenize_csr(counts.data, counts.indices, indptr, keep, col_token, col_median, tokenizer.n_top,
-                        tokenizer.library_size or 0.0, _token_bits(len(tokenizer.vocab)), ids, values, lengths)
+    return kernel(counts.data, counts.indices, indptr, keep, col_token, col_median, tokenizer.n_top,
+                  tokenizer.library_size or 0.0, _token_bits(len(tokenizer.vocab)), ids, values, lengths)
 
 
 def _floor_reader(store: h5py.File, fd: int):
@@ -169,9 +172,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
             runs.append(stage_times(path, tokenizer, Path(scratch)) | end_to_end(path, tokenizer, Path(scratch)))
     per_cell = {k: float(np.median([r[k] for r in runs])) / args.cells * 1e6 for k in runs[0]}
-    result = {"cells": args.cells, "input": meta, "repeats": args.repeats, "us_per_cell": per_cell}
+    result = {"cells": args.cells, "input": meta, "repeats": args.repeats,
+              "ranking_kernel": kernel_name(ranking_kernel()), "us_per_cell": per_cell}
     (args.workdir / "tokenize_profile.json").write_text(json.dumps(result, indent=1))
-    print("| stage | µs per cell |\n|---|---|")
+    print(f"ranking kernel: {result['ranking_kernel']}\n\n| stage | µs per cell |\n|---|---|")
     for name, value in per_cell.items():
         print(f"| {name} | {value:.1f} |")
 

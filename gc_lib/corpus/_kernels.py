@@ -3,6 +3,10 @@
 Every kernel takes the three CSR arrays (``data``, ``indices``, ``indptr``) plus per-column lookup tables prepared
 once per input file, so no Python runs per cell. The tokenizer's ranking kernel is in
 :mod:`gc_lib.corpus._rank_kernels`, which shares :func:`_cell_scale` (the scaling to a library size).
+
+The same kernels in C (``_kernels_native.c``, :mod:`gc_lib.corpus._kernels_native`) run wherever they were built at
+install, sparing each process numba's start-up; these are their fallback and their reference. A change here is made
+there too: tests/unit/test_kernels_native.py compares the two.
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import numpy as np
 
 @nb.njit(cache=True, nogil=True)
 def _cell_scale(data, indptr, r, library_size):
-    """Factor that scales row ``r`` to ``library_size`` total counts (1 when ``library_size`` is 0: off).
+    """Factor that scales row ``r`` to ``library_size`` total counts (1 when ``library_size`` is 0: off, and for a
+    row without counts, whose scale nothing uses).
 
     Four running sums, so the additions do not wait on each other (2× faster than one); for counts, which are
     integers, any order of addition gives the exact total.
@@ -30,7 +35,8 @@ def _cell_scale(data, indptr, r, library_size):
     while p < end:
         a0 += data[p]
         p += 1
-    return library_size / ((a0 + a1) + (a2 + a3))
+    total = (a0 + a1) + (a2 + a3)
+    return library_size / total if total > 0 else 1.0
 
 
 # ---------------------------------------------------------------------------------------------------

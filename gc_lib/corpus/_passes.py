@@ -16,9 +16,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import scipy.sparse as sp
 
-from . import _kernels as kernels
 from ._buffers import BufferSets
 from ._count_store import row_reader
+from ._kernels_native import first_pass_kernels
 from .medians import COUNTS_GRID, SCALED_GRID, MedianGrid, bin_lookup, empty_histogram
 from .shards import ROW_GROUP_CELLS, shard_digest, shard_writer
 from .tokenizer import SHARD_SCHEMA, TokenizedCells, rank_rows
@@ -70,6 +70,7 @@ def _histogram_filler(col_slot: np.ndarray, n_slots: int, grid: MedianGrid, libr
     """A zeroed histogram (:func:`empty_histogram`) and ``add(counts, indptr, keep)``, which adds the non-zero values
     of the kept rows of a CSR piece (``indptr`` as int64) to it, column ``j`` going to slot ``col_slot[j]``."""
     hist, (table, first_exp) = empty_histogram(n_slots, grid), bin_lookup(grid)
+    kernels = first_pass_kernels()
 
     def add(counts: sp.csr_matrix, indptr: np.ndarray, keep: np.ndarray) -> None:
         kernels.add_to_histogram(hist, counts.data, counts.indices, indptr, keep, col_slot, float(library_size or 0.0),
@@ -92,6 +93,7 @@ def _piece_metrics(path: str, counts: sp.csr_matrix, indptr: np.ndarray, start: 
                    is_counted: np.ndarray) -> tuple:
     """Per-cell total, mitochondrial counts and counted genes of the rows read from ``start``, after checking the
     values."""
+    kernels = first_pass_kernels()
     bad = kernels.first_invalid_value(counts.data)
     if bad >= 0:
         row = start + int(np.searchsorted(counts.indptr, bad, side="right")) - 1
@@ -183,8 +185,9 @@ def shard_stats(dest: str, *, n_cells: int, n_tokens: int, digest: str | None = 
 
 
 def warm_kernels() -> None:
-    """Compile (or load from numba's cache) every kernel with the argument types the tasks use, so processes
-    forked afterwards start with them ready."""
+    """Load every kernel with the argument types the tasks use (the C libraries, or numba's kernels compiled or
+    loaded from its cache), so processes forked afterwards start with them ready."""
+    kernels = first_pass_kernels()
     data, indices, indptr = np.ones(1, np.float32), np.zeros(1, np.int32), np.array([0, 1], np.int64)
     keep, flags = np.ones(1, bool), np.zeros(1, bool)
     kernels.first_invalid_value(data)

@@ -4,6 +4,11 @@ Why compiled: a cell holds 2–4k expressed genes and must become its top-N gene
 per-cell ``numpy.argsort`` costs ~140 µs, this kernel ~30 µs (two radix passes over the leading bits of each key,
 an exact finish, a vectorised log2; benchmarks/RESULTS.md), and a Python loop around either would dominate.
 
+The same kernel in C (``_rank_native.c``, :mod:`gc_lib.corpus._rank_native`) ranks wherever it was built at install,
+sparing each process numba's start-up; this one is its fallback and its reference. A change here is made there too:
+tests/unit/test_rank_native.py compares the two bit for bit. (numba's cache does not notice a change to
+``_kernels._cell_scale``, which this module's kernel inlines: after changing it, clear ``__pycache__/*.nb[ic]``.)
+
 Conventions (the tokenizer's contract, :mod:`gc_lib.corpus.tokenizer`):
 
 - ``col_token[j]``: the vocabulary token of input column ``j``, or -1 if the gene is not in the vocabulary;

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import _kernels as kernels
+from ._kernels_native import first_pass_kernels
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ def bin_lookup(grid: MedianGrid) -> tuple[np.ndarray, int]:
     if grid.integer_mode:
         first = min(first, 0)
     n_octaves = int(np.ceil(grid.log_hi)) - first
-    table = kernels.bin_table(grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave, grid.n_bins, first,
-                              n_octaves)
+    table = first_pass_kernels().bin_table(grid.integer_mode, grid.n_exact, grid.log_lo, grid.bins_per_octave,
+                                           grid.n_bins, first, n_octaves)
     return table, first
 
 

@@ -5,9 +5,10 @@ median over the whole corpus (:mod:`gc_lib.corpus.medians`). With ``library_size
 to that many per cell (``count × library_size / total``); the published code skips that step, so it is off
 by default. The cell becomes its top ``n_top`` genes (2048 in the paper) in descending value, ties by token
 id (the kernel ranks on ``float32(count × scale / median)``, the argument of the logarithm, so the order is
-exact; see :mod:`gc_lib.corpus._rank_kernels`). Stored per cell: ``input_ids``, ``values``, ``length``, ``species``
-(0 human, 1 mouse), and ``dataset`` and ``row`` to join back to the source ``.obs``. The species token is
-not part of ``input_ids``: the model prepends it as the cell token.
+exact; see :mod:`gc_lib.corpus._rank_kernels`, and :mod:`gc_lib.corpus._rank_native` for its compiled copy).
+Stored per cell: ``input_ids``, ``values``, ``length``, ``species`` (0 human, 1 mouse), and ``dataset`` and ``row``
+to join back to the source ``.obs``. The species token is not part of ``input_ids``: the model prepends it as the
+cell token.
 
 The corpus builder and inference share one code path, :func:`rank_rows`, so new data is
 tokenised exactly like the corpus. Shards are written by :mod:`gc_lib.corpus.shards`.
@@ -29,7 +30,7 @@ from ..core.atomic import write_json, write_parquet
 from ..inputs.contract import SPECIES, check_counts_adata, counts_matrix, is_ensembl_gene_id
 from ..inputs.conversion import map_genes
 from ._buffers import reusable
-from ._rank_kernels import tokenize_csr
+from ._rank_native import ranking_kernel
 from .vocab import SPECIAL_TOKENS, Vocabulary
 
 SHARD_SCHEMA = pa.schema([
@@ -90,9 +91,9 @@ def rank_rows(counts: sp.csr_matrix, col_token: np.ndarray, col_median: np.ndarr
     capacity = int(np.minimum(np.diff(indptr)[keep], n_top).sum())
     ids, values = reusable(buffers, "ids", capacity, np.int32), reusable(buffers, "values", capacity, np.float32)
     lengths = np.empty(int(keep.sum()), np.int32)
-    used = tokenize_csr(data, indices, indptr, keep, np.asarray(col_token, dtype=np.int32),
-                        np.asarray(col_median, dtype=np.float64), n_top, library_size or 0.0, _token_bits(n_tokens),
-                        ids, values, lengths)
+    used = ranking_kernel()(data, indices, indptr, keep, np.asarray(col_token, dtype=np.int32),
+                            np.asarray(col_median, dtype=np.float64), n_top, library_size or 0.0,
+                            _token_bits(n_tokens), ids, values, lengths)
     offsets = np.zeros(len(lengths) + 1, np.int32)
     np.cumsum(lengths, out=offsets[1:])
     rows = np.flatnonzero(keep).astype(np.int64) + row_offset
