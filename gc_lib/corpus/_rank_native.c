@@ -5,7 +5,9 @@
  * tokenising a 20,000-cell file takes (benchmarks/RESULTS.md). Built at install (setup.py, optional: without a C
  * compiler gc_lib keeps the numba kernel), this copy has no such cost. The algorithm, the arithmetic and the order
  * of every floating-point operation are the numba kernel's, so both give the same bits (tests/unit/test_rank_native.py
- * checks them against each other); read gc_lib/corpus/_rank_kernels.py for the why of each step. Build flags keep
+ * checks them against each other); read gc_lib/corpus/_rank_kernels.py for the why of each step. One difference of
+ * form, not of result: the keys of a row are made in a loop without branches (row_keys), which the compiler
+ * vectorises, where the numba kernel gathers the ranked values first and divides after. Build flags keep
  * floating-point contraction off (-ffp-contract=off: no fused multiply-adds), as numba does.
  *
  * Called through ctypes (which releases the GIL), not as a Python function: the PyInit below only makes the built
@@ -146,21 +148,6 @@ static inline int64_t log2_many(const double *x, float *out, int64_t n, const do
     return bad;
 }
 
-/* keys[i] = (2**31 - 1 - bits(float32(scaled[i] / median[i]))) << low | token; the parts' smallest and largest. */
-static inline void make_keys(const double *scaled, const double *median, uint64_t *keys, int64_t k, int low,
-                             uint64_t *lo, uint64_t *hi) {
-    uint64_t a = U31_MAX, b = 0;
-    for (int64_t i = 0; i < k; i++) {
-        float ratio = (float)(scaled[i] / median[i]);
-        uint64_t inverse = U31_MAX - (uint64_t)bits_of_float(ratio);
-        keys[i] = (inverse << low) | keys[i];
-        a = inverse < a ? inverse : a;
-        b = inverse > b ? inverse : b;
-    }
-    *lo = a;
-    *hi = b;
-}
-
 /* The tokens and 1 + ratio (the logarithm's argument) of the first m sorted keys (_unpack_keys). */
 static inline void unpack_keys(const uint64_t *keys, int64_t m, int low, int32_t *ids, double *shifted) {
     const uint64_t token_mask = (UINT64_C(1) << low) - 1;
@@ -170,24 +157,44 @@ static inline void unpack_keys(const uint64_t *keys, int64_t m, int low, int32_t
     }
 }
 
-/* Gather row r's ranked genes (known token, positive count): their scaled counts, medians and tokens; how many. */
-static inline int64_t gather_row(const float *data, const int32_t *indices, int64_t begin, int64_t end,
-                                 int64_t n_cols, const int32_t *col_token, const double *col_median, double scale,
-                                 double *scaled, double *median, uint64_t *keys) {
-    int64_t k = 0;
-    for (int64_t p = begin; p < end; p++) {
-        int32_t j = indices[p];
-        if (j < 0 || j >= n_cols) return GC_BAD_COLUMN;
-        int32_t t = col_token[j];
-        float c = data[p];
-        if (t >= 0 && c > 0) {
-            scaled[k] = c * scale;
-            median[k] = col_median[j];
-            keys[k] = (uint64_t)t;
-            k++;
+/* Row r's ranked genes (known token, positive count) as sort keys in keys[:k], the smallest and largest of their
+ * ratio parts in *lo and *hi; returns k, or GC_BAD_COLUMN. Written without branches so that the compiler vectorises
+ * the loop over the row's stored values (gathers from the column tables, 4 or 8 divisions at a time): each value's
+ * ratio part and token go to scratch (2 × 4 bytes per value; UINT32_MAX marks a value that is not ranked), then the
+ * keys are assembled, squeezing out the unranked values where there are any. */
+static inline int64_t row_keys(const float *counts, const int32_t *columns, int64_t n, int64_t n_cols,
+                               const int32_t *col_token, const double *col_median, double scale, int low,
+                               uint64_t *keys, uint32_t *scratch, uint64_t *lo, uint64_t *hi) {
+    uint32_t outside = 0;
+    for (int64_t i = 0; i < n; i++) outside |= (uint32_t)columns[i] >= (uint64_t)n_cols;
+    if (outside) return GC_BAD_COLUMN;
+    uint32_t *inverse = scratch, *tokens = scratch + n;
+    uint32_t a = (uint32_t)U31_MAX, b = 0, n_ranked = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t j = columns[i];
+        float c = counts[i];
+        uint32_t part = (uint32_t)U31_MAX - bits_of_float((float)((c * scale) / col_median[j]));
+        /* c > 0 on the bits (a positive, non-NaN float32): a float comparison would stop the vectoriser */
+        uint32_t ranked = (uint32_t)(col_token[j] >= 0) & (uint32_t)(bits_of_float(c) - 1u < 0x7F800000u);
+        uint32_t unranked = ranked - 1u;   /* all ones where not ranked */
+        inverse[i] = part | unranked;
+        tokens[i] = (uint32_t)col_token[j];
+        n_ranked += ranked;
+        a = (part | unranked) < a ? (part | unranked) : a;
+        b = (part & ~unranked) > b ? (part & ~unranked) : b;
+    }
+    if ((int64_t)n_ranked == n) {
+        for (int64_t i = 0; i < n; i++) keys[i] = ((uint64_t)inverse[i] << low) | tokens[i];
+    } else {
+        int64_t k = 0;
+        for (int64_t i = 0; i < n; i++) {
+            keys[k] = ((uint64_t)inverse[i] << low) | tokens[i];
+            k += inverse[i] != UINT32_MAX;
         }
     }
-    return k;
+    *lo = a;
+    *hi = b;
+    return n_ranked;
 }
 
 /* _rank_kernels.tokenize_csr, with the same arguments plus n_cols and capacity (column indices and the outputs'
@@ -202,20 +209,19 @@ FOR_EACH_CPU int64_t gc_tokenize_csr(const float *data, const int32_t *indices, 
         if (indptr[r + 1] - indptr[r] > max_nnz) max_nnz = indptr[r + 1] - indptr[r];
     size_t room = (size_t)(max_nnz > 0 ? max_nnz : 1);
     uint64_t *keys = malloc(room * 8), *tmp = malloc(room * 8);
-    double *scaled = malloc(room * 8), *median = malloc(room * 8), *shifted = malloc(room * 8);
+    double *shifted = malloc(room * 8);
     int64_t (*hist)[N_BUCKETS] = malloc(2 * N_BUCKETS * sizeof(int64_t));
     int64_t pos = GC_NO_MEMORY, cell = 0;
     int low = (int)token_bits;
-    if (!keys || !tmp || !scaled || !median || !shifted || !hist) goto done;
+    if (!keys || !tmp || !shifted || !hist) goto done;
     pos = 0;
     for (int64_t r = 0; r < n_rows; r++) {
         if (!keep[r]) continue;
         double scale = cell_scale(data, 1, indptr, r, library_size);
-        int64_t k = gather_row(data, indices, indptr[r], indptr[r + 1], n_cols, col_token, col_median, scale,
-                               scaled, median, keys);
-        if (k < 0) { pos = k; goto done; }
         uint64_t lo, hi;
-        make_keys(scaled, median, keys, k, low, &lo, &hi);
+        int64_t k = row_keys(data + indptr[r], indices + indptr[r], indptr[r + 1] - indptr[r], n_cols, col_token,
+                             col_median, scale, low, keys, (uint32_t *)tmp, &lo, &hi);
+        if (k < 0) { pos = k; goto done; }
         int shift = bucket_shift(lo, hi);
         radix_sort_prefix(keys, tmp, hist, k, low, lo, shift);
         int64_t m = k < n_top ? k : n_top;
@@ -227,7 +233,7 @@ FOR_EACH_CPU int64_t gc_tokenize_csr(const float *data, const int32_t *indices, 
         pos += m;
     }
 done:
-    free(keys); free(tmp); free(scaled); free(median); free(shifted); free(hist);
+    free(keys); free(tmp); free(shifted); free(hist);
     return pos;
 }
 

@@ -86,6 +86,18 @@ def test_a_cell_without_counts_gets_no_tokens_under_library_scaling():
     assert _run(_rank_native.tokenize_csr, *args)[3].tolist() == [1, 0, 0]
 
 
+
+
+def test_values_that_are_not_counts_are_ranked_as_the_numba_kernel_ranks_them():
+    """The C kernel tests ``count > 0`` on the float's bits (so that its loop vectorises): NaN of either sign, ±0 and
+    negatives are left out, +inf, the largest float and subnormals are ranked, exactly as numba's ``c > 0``."""
+    odd = np.array([np.nan, -np.nan, 0.0, -0.0, -1.0, -np.inf, np.inf, np.finfo(np.float32).max,
+                    np.finfo(np.float32).smallest_subnormal, 1e-40, 3.0], np.float32)
+    n = odd.size
+    args = (odd, np.arange(n, dtype=np.int32), np.array([0, n], np.int64), np.ones(1, bool),
+            np.arange(n, dtype=np.int32) + 4, np.linspace(0.5, 2.0, n), 32, 0.0, 5)
+    _assert_same(*args)
+    assert _run(_rank_native.tokenize_csr, *args)[3].tolist() == [5]
 def _ratios_near_float32_rounding_boundaries(count: int) -> np.ndarray:
     """float32 ratios r whose log2(1 + r) lies within 64 float64 steps of a float32 rounding boundary (found by
     exhaustive search from r = 1): where the fast logarithm must hand over to libm."""
