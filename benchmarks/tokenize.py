@@ -25,7 +25,8 @@ building the tokenizer and loading the ranking kernel included, and also given a
 ``vs floor`` divides a one-process run's seconds after set-up by the floor's of its shard format (the floor is one
 process, one thread, and has no set-up); peak
 RSS is the largest sum of the RSS of it and its children (polled every 50 ms); CPU s their user + system time.
-Times are medians over ``--repeats``, peak RSS the largest. Results: printed, and in the workdir (default
+Before each run the earlier runs' outputs are flushed to disk (``os.sync``, untimed), so no run pays for another's
+writeback. Times are medians over ``--repeats``, peak RSS the largest. Results: printed, and in the workdir (default
 ``build/bench/tokenize``, which caches the inputs) as ``results.md`` and ``results.json`` (every run).
 """
 import os
@@ -212,6 +213,9 @@ def tree_rss(proc: psutil.Process) -> int:
 def measure(run: Run, spec: dict, workdir: Path, gf_python: Path | None) -> dict:
     """Run one subprocess: its in-process work time, wall time, peak tree RSS and CPU time."""
     shutil.rmtree(spec["out"], ignore_errors=True)
+    # the earlier runs' shards (~330 MB each) go to disk now, untimed: left dirty, the kernel's writeback of them ran
+    # during whichever run came next and took a share of its two cores (the Arrow IPC floor swung 0.18–0.49 s)
+    os.sync()
     spec, log = spec | {"result": str(workdir / "logs" / f"{run.key}.json")}, workdir / "logs" / f"{run.key}.log"
     if run.kind == "geneformer":
         cmd = [str(gf_python), "-P", str(HERE / "_geneformer_worker.py"), json.dumps(spec)]
