@@ -17,6 +17,10 @@
 #define MANTISSA_BITS 52
 #define CACHED_COUNTS 64
 
+/* The bin table's slices per octave, as bits (gc_bin_table writes n_octaves << TABLE_BITS entries): the loader sizes
+ * the table by it. */
+int64_t gc_table_bits(void) { return TABLE_BITS; }
+
 /* Whether v is not a count: NaN, infinite, negative or not an integer. */
 static inline int not_a_count(double v) { return !(v >= 0 && v < INFINITY && v == floor(v)); }
 

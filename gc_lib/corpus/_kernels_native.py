@@ -15,7 +15,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import _kernels, _native
+from . import _native
 from ._native import pointer
 
 NAME = "_kernels_native"
@@ -28,7 +28,15 @@ def _library() -> ctypes.CDLL:
     _native.declare(library.gc_cell_metrics, "pippippippp")
     _native.declare(library.gc_bin_table, "iiddiiip", None)
     _native.declare(library.gc_add_to_histogram, "pipippippidiiddipii")
+    _native.declare(library.gc_table_bits, "")
     return library
+
+
+def _numba() -> ModuleType:
+    """The numba kernels' module, imported on first use: a process whose first pass runs on this library never imports
+    numba (~0.25 s)."""
+    from . import _kernels
+    return _kernels
 
 
 def _single(data: np.ndarray) -> int | None:
@@ -47,7 +55,7 @@ def first_invalid_value(data: np.ndarray) -> int:
     """:func:`gc_lib.corpus._kernels.first_invalid_value`."""
     single = _single(data)
     if single is None:
-        return _kernels.first_invalid_value(data)
+        return _numba().first_invalid_value(data)
     return _library().gc_first_invalid_value(data.ctypes.data, single, data.size)
 
 
@@ -55,7 +63,7 @@ def cell_metrics(data, indices, indptr, is_mito, is_counted) -> tuple[np.ndarray
     """:func:`gc_lib.corpus._kernels.cell_metrics` (``is_mito`` and ``is_counted`` give the number of columns)."""
     single = _single(data)
     if single is None or not _int32(indices):
-        return _kernels.cell_metrics(data, indices, indptr, is_mito, is_counted)
+        return _numba().cell_metrics(data, indices, indptr, is_mito, is_counted)
     n = indptr.size - 1
     total, mito, n_counted = np.empty(n, np.float64), np.empty(n, np.float64), np.empty(n, np.int32)
     n_cols = min(is_mito.size, is_counted.size)
@@ -69,7 +77,7 @@ def cell_metrics(data, indices, indptr, is_mito, is_counted) -> tuple[np.ndarray
 
 def bin_table(integer_mode, n_exact, log_lo, bins_per_octave, n_bins, first_exp, n_octaves) -> np.ndarray:
     """:func:`gc_lib.corpus._kernels.bin_table`."""
-    table = np.empty(n_octaves << _kernels.TABLE_BITS, np.int16)
+    table = np.empty(n_octaves << _library().gc_table_bits(), np.int16)
     _library().gc_bin_table(int(integer_mode), n_exact, log_lo, bins_per_octave, n_bins, first_exp, n_octaves,
                             table.ctypes.data)
     return table
@@ -81,7 +89,7 @@ def add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size, 
     single = _single(data)
     if single is None or not _int32(indices) or hist.dtype != np.uint32 or not hist.flags.c_contiguous \
             or hist.ndim != 2:
-        return _kernels.add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size, integer_mode,
+        return _numba().add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size, integer_mode,
                                          n_exact, log_lo, bins_per_octave, table, first_exp)
     col_slot = np.ascontiguousarray(col_slot, dtype=np.int64)
     indptr, keep = np.ascontiguousarray(indptr, dtype=np.int64), np.ascontiguousarray(keep, dtype=bool)
@@ -94,4 +102,4 @@ def add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size, 
 
 def first_pass_kernels() -> ModuleType:
     """The module whose kernels the builder's first pass calls: this one where its library loads, else numba's."""
-    return sys.modules[__name__] if _native.use_c(NAME) else _kernels
+    return sys.modules[__name__] if _native.use_c(NAME) else _numba()

@@ -25,6 +25,7 @@ import numba as nb
 import numpy as np
 
 from ._kernels import _cell_scale
+from ._log2_table import INV_LN2, LOG_GUARD, LOG_OF_POINT, LOG_POINTS, LOG_RECIPROCAL, LOG_TABLE_BITS
 
 _U32_MAX = np.uint64(0x7FFFFFFF)  # positive float32 bit patterns are below 2**31 and ordered like the floats
 
@@ -161,15 +162,6 @@ def order_runs(keys, tmp, n, m, low_bits, lo, shift):
         i = j
 
 
-#: :func:`log2_many`'s table: the points 1 + i / 2**LOG_TABLE_BITS (i = 0 … 2**LOG_TABLE_BITS), their reciprocals
-#: and log2s
-LOG_TABLE_BITS = 7
-_LOG_POINTS = 1.0 + np.arange((1 << LOG_TABLE_BITS) + 1) / (1 << LOG_TABLE_BITS)
-_LOG_RECIPROCAL, _LOG_OF_POINT = 1.0 / _LOG_POINTS, np.log2(_LOG_POINTS)
-#: :func:`log2_many`'s float32 rounding is trusted when it is more than this many float64 steps from a float32
-#: rounding boundary (its error is a few steps); otherwise libm's log2 decides
-_LOG_GUARD = 64
-_INV_LN2 = 1.0 / np.log(2.0)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -179,7 +171,7 @@ def log2_many(x, out, n):
 
     ``x = 2**e · m``: ``m`` is rounded to the nearest point ``c = 1 + i/128`` of a table of ``1/c`` and ``log2(c)``,
     and ``log2(m/c)`` (``|m/c - 1| <= 2**-8``) is a 7-term series, so the float64 result is within a few steps of the
-    true log2 and its float32 rounding is libm's unless it lies within :data:`_LOG_GUARD` steps of a float32 rounding
+    true log2 and its float32 rounding is libm's unless it lies within :data:`LOG_GUARD` steps of a float32 rounding
     boundary (about 1 value in 4 million) or ``x`` is out of range (infinite); then the whole call is redone with
     libm's ``log2``.
     """
@@ -190,11 +182,11 @@ def log2_many(x, out, n):
         mantissa = bits & np.uint64((1 << 52) - 1)
         i = np.int64((mantissa + np.uint64(1 << (51 - LOG_TABLE_BITS))) >> np.uint64(52 - LOG_TABLE_BITS))
         m = np.uint64(mantissa | np.uint64(1023 << 52)).view(np.float64)
-        r = (m - _LOG_POINTS[i]) * _LOG_RECIPROCAL[i]
+        r = (m - LOG_POINTS[i]) * LOG_RECIPROCAL[i]
         series = r * (1.0 + r * (-1.0 / 2 + r * (1.0 / 3 + r * (-1.0 / 4 + r * (1.0 / 5 + r * (-1.0 / 6 + r / 7))))))
-        y = (np.float64(e) + _LOG_OF_POINT[i]) + series * _INV_LN2
+        y = (np.float64(e) + LOG_OF_POINT[i]) + series * INV_LN2
         low = np.int64(np.float64(y).view(np.uint64) & np.uint64((1 << 29) - 1))
-        bad += (abs(low - (1 << 28)) <= _LOG_GUARD) | (e < 0) | (e > 1000)
+        bad += (abs(low - (1 << 28)) <= LOG_GUARD) | (e < 0) | (e > 1000)
         out[k] = np.float32(y)
     if bad:
         for k in range(n):

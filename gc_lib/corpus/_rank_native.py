@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from types import ModuleType
 
 import numpy as np
 
-from . import _native, _rank_kernels
+from . import _native
+from ._log2_table import INV_LN2, LOG_OF_POINT, LOG_POINTS, LOG_RECIPROCAL, LOG_TABLE_BITS
 from ._native import pointer
 
 NAME = "_rank_native"
 _NO_MEMORY, _NO_ROOM = -1, -3  # the ranking kernel's other error codes (_native.BAD_COLUMN besides)
-#: the numba kernel's log2 table (3 × 2**LOG_TABLE_BITS + 1: points, reciprocals, log2s) and 1/ln 2, passed so both
-#: use the same bits
-_LOG_TABLE = np.ascontiguousarray(np.stack([_rank_kernels._LOG_POINTS, _rank_kernels._LOG_RECIPROCAL,
-                                            _rank_kernels._LOG_OF_POINT]), dtype=np.float64)
+#: the kernels' log2 table (3 × 2**LOG_TABLE_BITS + 1: points, reciprocals, log2s), passed so both use the same bits
+_LOG_TABLE = np.ascontiguousarray(np.stack([LOG_POINTS, LOG_RECIPROCAL, LOG_OF_POINT]), dtype=np.float64)
+
+
+def _numba() -> ModuleType:
+    """The numba kernel's module, imported on first use: a process that ranks with this library never imports numba
+    (~0.25 s)."""
+    from . import _rank_kernels
+    return _rank_kernels
 
 
 @functools.cache
@@ -31,9 +38,9 @@ def _library() -> ctypes.CDLL:
     """The loaded library with its functions declared, after checking its log2 table against the numba kernel's."""
     library = _native.load(NAME)
     bits = _native.declare(library.gc_log_table_bits, "")()
-    if bits != _rank_kernels.LOG_TABLE_BITS:  # the table passed in would be read out of bounds
-        raise RuntimeError(f"{NAME}.c ranks with a log2 table of {bits} bits, the numba kernel with "
-                           f"{_rank_kernels.LOG_TABLE_BITS}: change both ({NAME}.c's LOG_TABLE_BITS)")
+    if bits != LOG_TABLE_BITS:  # the table passed in would be read out of bounds
+        raise RuntimeError(f"{NAME}.c ranks with a log2 table of {bits} bits, gc_lib.corpus._log2_table has "
+                           f"{LOG_TABLE_BITS}: change both ({NAME}.c's LOG_TABLE_BITS)")
     _native.declare(library.gc_tokenize_csr, "pppipppiidippippd")
     return library
 
@@ -51,7 +58,7 @@ def tokenize_csr(data, indices, indptr, keep, col_token, col_median, n_top, libr
         pointer(data, np.float32), pointer(indices, np.int32), pointer(indptr, np.int64), n_rows,
         pointer(keep, np.bool_), pointer(col_token, np.int32), pointer(col_median, np.float64), col_token.size,
         n_top, library_size, token_bits, pointer(out_ids, np.int32), pointer(out_values, np.float32),
-        room, pointer(out_lengths, np.int32), _LOG_TABLE.ctypes.data, _rank_kernels._INV_LN2)
+        room, pointer(out_lengths, np.int32), _LOG_TABLE.ctypes.data, INV_LN2)
     if used == _NO_MEMORY:
         raise MemoryError("the ranking kernel could not allocate its buffers")
     _native.check_columns(used, col_token.size)
@@ -63,7 +70,7 @@ def tokenize_csr(data, indices, indptr, keep, col_token, col_median, n_top, libr
 def ranking_kernel():
     """The ``tokenize_csr`` the tokenizer calls: this library's where it loads, else the numba kernel's
     (:func:`gc_lib.corpus._native.use_c`)."""
-    return tokenize_csr if _native.use_c(NAME) else _rank_kernels.tokenize_csr
+    return tokenize_csr if _native.use_c(NAME) else _numba().tokenize_csr
 
 
 def kernel_name(kernel) -> str:

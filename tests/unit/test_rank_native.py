@@ -3,6 +3,9 @@
 kernel trusts; the refusal of a library built from another source. The tokenizer's agreement with its reference and
 with Geneformer (tests/unit/test_tokenizer.py) runs through whichever kernel loads — this one where it is built."""
 import math
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -159,8 +162,8 @@ def test_a_library_built_from_other_sources_is_refused(tmp_path, edited):
 
 
 def test_a_library_with_another_log_table_is_refused(monkeypatch):
-    monkeypatch.setattr(_rank_kernels, "LOG_TABLE_BITS", _rank_kernels.LOG_TABLE_BITS + 1)
-    with pytest.raises(RuntimeError, match="log2 table of 7 bits, the numba kernel with 8"):
+    monkeypatch.setattr(_rank_native, "LOG_TABLE_BITS", _rank_native.LOG_TABLE_BITS + 1)
+    with pytest.raises(RuntimeError, match="log2 table of 7 bits, gc_lib.corpus._log2_table has 8"):
         _rank_native._library.__wrapped__()
 
 
@@ -170,6 +173,23 @@ def test_the_tokenizer_ranks_with_the_compiled_kernel(monkeypatch):
     rank_rows(np.zeros((1, 3), np.float32), np.arange(3, dtype=np.int32), np.ones(3), n_top=2, library_size=None,
               n_tokens=3)
     assert len(calls) == 1
+
+
+def test_a_process_that_ranks_and_builds_with_the_c_kernels_never_imports_numba(tmp_path):
+    """Importing numba costs ~0.25 s; the numba kernels' modules load only when a numba kernel is chosen."""
+    script = (
+        "import sys, numpy as np\n"
+        "from gc_lib.corpus import builder\n"
+        "from gc_lib.corpus._passes import warm_kernels\n"
+        "warm_kernels()  # every first-pass kernel and the ranking kernel, as build_corpus runs them\n"
+        "print('numba' in sys.modules)\n"
+        "from gc_lib.corpus._rank_native import ranking_kernel\n"
+        "import os; os.environ['GC_LIB_KERNELS'] = 'numba'; ranking_kernel()\n"
+        "print('numba' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items() if k != "GC_LIB_KERNELS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
 
 
 def test_the_environment_variable_picks_the_kernel(monkeypatch):
