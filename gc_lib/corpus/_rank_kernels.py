@@ -162,8 +162,6 @@ def order_runs(keys, tmp, n, m, low_bits, lo, shift):
         i = j
 
 
-
-
 @nb.njit(cache=True, nogil=True)
 def log2_many(x, out, n):
     """``out[:n] = float32(log2(x[:n]))`` for ``x >= 1``, exactly as libm's ``log2`` rounds to float32, in about half

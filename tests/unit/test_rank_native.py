@@ -89,8 +89,6 @@ def test_a_cell_without_counts_gets_no_tokens_under_library_scaling():
     assert _run(_rank_native.tokenize_csr, *args)[3].tolist() == [1, 0, 0]
 
 
-
-
 def test_values_that_are_not_counts_are_ranked_as_the_numba_kernel_ranks_them():
     """The C kernel tests ``count > 0`` on the float's bits (so that its loop vectorises): NaN of either sign, ±0 and
     negatives are left out, +inf, the largest float and subnormals are ranked, exactly as numba's ``c > 0``."""
@@ -101,6 +99,8 @@ def test_values_that_are_not_counts_are_ranked_as_the_numba_kernel_ranks_them():
             np.arange(n, dtype=np.int32) + 4, np.linspace(0.5, 2.0, n), 32, 0.0, 5)
     _assert_same(*args)
     assert _run(_rank_native.tokenize_csr, *args)[3].tolist() == [5]
+
+
 def _ratios_near_float32_rounding_boundaries(count: int) -> np.ndarray:
     """float32 ratios r whose log2(1 + r) lies within 64 float64 steps of a float32 rounding boundary (found by
     exhaustive search from r = 1): where the fast logarithm must hand over to libm."""
@@ -178,7 +178,7 @@ def test_the_tokenizer_ranks_with_the_compiled_kernel(monkeypatch):
 def test_a_process_that_ranks_and_builds_with_the_c_kernels_never_imports_numba(tmp_path):
     """Importing numba costs ~0.25 s; the numba kernels' modules load only when a numba kernel is chosen."""
     script = (
-        "import sys, numpy as np\n"
+        "import sys\n"
         "from gc_lib.corpus import builder\n"
         "from gc_lib.corpus._passes import warm_kernels\n"
         "warm_kernels()  # every first-pass kernel and the ranking kernel, as build_corpus runs them\n"
