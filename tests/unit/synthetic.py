@@ -12,6 +12,16 @@ DOSES = [0.04, 0.12, 0.37, 1.11, 3.33, 10.0]
 N_GENES = 60
 
 
+def random_csr_structure(rng, n_rows: int, n_cols: int, max_nnz: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices, indptr)`` of a random CSR chunk: each row stores 0 … ``max_nnz`` distinct columns, in random order
+    (the kernels must not rely on sorted columns); int32 indices, int64 indptr."""
+    nnz = rng.integers(0, max_nnz + 1, n_rows)
+    indptr = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(nnz, out=indptr[1:])
+    indices = np.concatenate([rng.choice(n_cols, k, replace=False) for k in nnz] + [[]]).astype(np.int32)
+    return indices, indptr
+
+
 def count_cells(n: int, genes: list[str], species: str, seed: int, rates: np.ndarray | None = None) -> ad.AnnData:
     """Poisson counts of ``n`` cells (gene ``rates``, else random gamma rates); every cell expresses the first
     gene; ``obs["species"]`` set, obs names unique per (species, seed)."""

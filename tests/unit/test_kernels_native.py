@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synthetic import random_csr_structure
 
 from gc_lib.corpus import _kernels, _kernels_native, _native
 from gc_lib.corpus.medians import COUNTS_GRID, SCALED_GRID, bin_lookup, empty_histogram
@@ -15,10 +16,7 @@ pytestmark = pytest.mark.skipif(_native.load("_kernels_native") is None, reason=
 
 
 def _chunk(rng, n_rows, n_cols, dtype, spread):
-    nnz = rng.integers(0, n_cols + 1, n_rows)
-    indptr = np.zeros(n_rows + 1, np.int64)
-    np.cumsum(nnz, out=indptr[1:])
-    indices = np.concatenate([rng.choice(n_cols, k, replace=False) for k in nnz] + [[]]).astype(np.int32)
+    indices, indptr = random_csr_structure(rng, n_rows, n_cols, n_cols)
     data = np.floor(rng.lognormal(0, spread, indptr[-1])).astype(dtype)  # zeros, small and large counts
     return data, indices, indptr
 

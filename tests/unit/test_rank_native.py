@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synthetic import random_csr_structure
 
 from gc_lib.corpus import _native, _rank_kernels, _rank_native
 from gc_lib.corpus.tokenizer import rank_rows
@@ -22,10 +23,7 @@ pytestmark = pytest.mark.skipif(_native.load("_rank_native") is None, reason="th
 
 
 def _random_chunk(rng, n_rows, n_cols, max_nnz, integer):
-    nnz = rng.integers(0, max_nnz + 1, n_rows)
-    indptr = np.zeros(n_rows + 1, np.int64)
-    np.cumsum(nnz, out=indptr[1:])
-    indices = np.concatenate([rng.choice(n_cols, k, replace=False) for k in nnz] + [[]]).astype(np.int32)
+    indices, indptr = random_csr_structure(rng, n_rows, n_cols, max_nnz)
     if integer:  # few distinct counts: many exact ties
         data = rng.integers(-1, 6, indptr[-1]).astype(np.float32)
     else:
