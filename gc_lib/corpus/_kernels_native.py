@@ -19,6 +19,7 @@ from . import _native
 from ._native import pointer
 
 NAME = "_kernels_native"
+NUMBA = "_kernels"  # the numba kernels these copy: their fallback, imported on first use
 
 
 @functools.cache
@@ -31,12 +32,6 @@ def _library() -> ctypes.CDLL:
     _native.declare(library.gc_table_bits, "")
     return library
 
-
-def _numba() -> ModuleType:
-    """The numba kernels' module, imported on first use: a process whose first pass runs on this library never imports
-    numba (~0.25 s)."""
-    from . import _kernels
-    return _kernels
 
 
 def _single(data: np.ndarray) -> int | None:
@@ -55,7 +50,7 @@ def first_invalid_value(data: np.ndarray) -> int:
     """:func:`gc_lib.corpus._kernels.first_invalid_value`."""
     single = _single(data)
     if single is None:
-        return _numba().first_invalid_value(data)
+        return _native.numba_kernels(NUMBA).first_invalid_value(data)
     return _library().gc_first_invalid_value(data.ctypes.data, single, data.size)
 
 
@@ -63,7 +58,7 @@ def cell_metrics(data, indices, indptr, is_mito, is_counted) -> tuple[np.ndarray
     """:func:`gc_lib.corpus._kernels.cell_metrics` (``is_mito`` and ``is_counted`` give the number of columns)."""
     single = _single(data)
     if single is None or not _int32(indices):
-        return _numba().cell_metrics(data, indices, indptr, is_mito, is_counted)
+        return _native.numba_kernels(NUMBA).cell_metrics(data, indices, indptr, is_mito, is_counted)
     n = indptr.size - 1
     total, mito, n_counted = np.empty(n, np.float64), np.empty(n, np.float64), np.empty(n, np.int32)
     n_cols = min(is_mito.size, is_counted.size)
@@ -89,8 +84,9 @@ def add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size, 
     single = _single(data)
     if single is None or not _int32(indices) or hist.dtype != np.uint32 or not hist.flags.c_contiguous \
             or hist.ndim != 2:
-        return _numba().add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size, integer_mode,
-                                         n_exact, log_lo, bins_per_octave, table, first_exp)
+        return _native.numba_kernels(NUMBA).add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size,
+                                                             integer_mode, n_exact, log_lo, bins_per_octave, table,
+                                                             first_exp)
     col_slot = np.ascontiguousarray(col_slot, dtype=np.int64)
     indptr, keep = np.ascontiguousarray(indptr, dtype=np.int64), np.ascontiguousarray(keep, dtype=bool)
     _native.check_columns(_library().gc_add_to_histogram(
@@ -102,4 +98,4 @@ def add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size, 
 
 def first_pass_kernels() -> ModuleType:
     """The module whose kernels the builder's first pass calls: this one where its library loads, else numba's."""
-    return sys.modules[__name__] if _native.use_c(NAME) else _numba()
+    return sys.modules[__name__] if _native.use_c(NAME) else _native.numba_kernels(NUMBA)

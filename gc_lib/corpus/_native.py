@@ -17,10 +17,12 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import importlib
 import importlib.util
 import os
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -69,6 +71,12 @@ def use_c(name: str) -> bool:
         raise RuntimeError(f"{KERNEL_VARIABLE}=c, but {name}.c is not built (or is stale): install gc_lib where a C "
                            "compiler is found (`pip install -e .` in the repository)")
     return False
+
+
+def numba_kernels(module: str) -> ModuleType:
+    """The numba kernels' module ``gc_lib.corpus.<module>``, imported on first use: a process whose kernels all run from
+    the C libraries never imports numba (~0.25 s)."""
+    return importlib.import_module(f"{__package__}.{module}")
 
 
 def pointer(array: np.ndarray, dtype: type) -> int:

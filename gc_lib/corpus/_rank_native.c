@@ -177,11 +177,12 @@ static inline int64_t row_keys(const float *counts, const int32_t *columns, int6
         /* c > 0 on the bits (a positive, non-NaN float32): a float comparison would stop the vectoriser */
         uint32_t ranked = (uint32_t)(col_token[j] >= 0) & (uint32_t)(bits_of_float(c) - 1u < 0x7F800000u);
         uint32_t unranked = ranked - 1u;   /* all ones where not ranked */
-        inverse[i] = part | unranked;
+        uint32_t for_lo = part | unranked, for_hi = part & ~unranked;
+        inverse[i] = for_lo;
         tokens[i] = (uint32_t)col_token[j];
         n_ranked += ranked;
-        a = (part | unranked) < a ? (part | unranked) : a;
-        b = (part & ~unranked) > b ? (part & ~unranked) : b;
+        a = for_lo < a ? for_lo : a;
+        b = for_hi > b ? for_hi : b;
     }
     if ((int64_t)n_ranked == n) {
         for (int64_t i = 0; i < n; i++) keys[i] = ((uint64_t)inverse[i] << low) | tokens[i];

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from types import ModuleType
 
 import numpy as np
 
@@ -25,12 +24,6 @@ _NO_MEMORY, _NO_ROOM = -1, -3  # the ranking kernel's other error codes (_native
 #: the kernels' log2 table (3 × 2**LOG_TABLE_BITS + 1: points, reciprocals, log2s), passed so both use the same bits
 _LOG_TABLE = np.ascontiguousarray(np.stack([LOG_POINTS, LOG_RECIPROCAL, LOG_OF_POINT]), dtype=np.float64)
 
-
-def _numba() -> ModuleType:
-    """The numba kernel's module, imported on first use: a process that ranks with this library never imports numba
-    (~0.25 s)."""
-    from . import _rank_kernels
-    return _rank_kernels
 
 
 @functools.cache
@@ -70,7 +63,7 @@ def tokenize_csr(data, indices, indptr, keep, col_token, col_median, n_top, libr
 def ranking_kernel():
     """The ``tokenize_csr`` the tokenizer calls: this library's where it loads, else the numba kernel's
     (:func:`gc_lib.corpus._native.use_c`)."""
-    return tokenize_csr if _native.use_c(NAME) else _numba().tokenize_csr
+    return tokenize_csr if _native.use_c(NAME) else _native.numba_kernels("_rank_kernels").tokenize_csr
 
 
 def kernel_name(kernel) -> str:
