@@ -2,16 +2,16 @@
 
 What: seconds end to end (``.h5ad`` on disk → tokenised dataset on disk), cells/s and peak memory of Geneformer's
 ``tokenize_data`` (own venv; one process whatever its ``nproc``), ours ``tokenize_files`` in one process (Parquet
-shards, Arrow IPC shards, each with 1 thread and with 2: pieces read and ranked in 2 threads while the main thread
-writes; Arrow IPC with 2 threads, and ``build_corpus`` with Arrow IPC, also with the numba kernels,
-``GC_LIB_KERNELS=numba``, beside the C kernels that run where they are built — column ``kernels``) and in
-``--workers`` processes (Geneformer's gene order and medians, n_top = model_input_size = 2048, library size 1e4 like
-Geneformer's n_counts × 1e4 normalisation), ours ``build_corpus`` (QC + medians + tokens) in each shard format, and
-the **I/O floor** of each format measured the same way (one process reading the input's CSR slices chunk by chunk and
-writing our shards' tables in that format, nothing else), on one synthetic contract ``.h5ad`` (20,000 genes,
-2,000–4,000 expressed per cell, integer counts) that feeds both tools; a check of 50 cells' tokens against
-Geneformer's; and ``build_corpus``'s peak memory as cells grow (``--memory-cells``; sparser cells, 200–600 genes each,
-so that 1M cells stay a few GB).
+shards, Arrow IPC shards, each with 1 thread and with 2: two shards at once, each read, ranked and written by its own
+thread; ``build_corpus`` also in one process with 2 threads; Arrow IPC with 2 threads, and ``build_corpus`` with Arrow
+IPC, also with the numba kernels, ``GC_LIB_KERNELS=numba``, beside the C kernels that run where they are built — column
+``kernels``) and in ``--workers`` processes (Geneformer's gene order and medians, n_top = model_input_size = 2048,
+library size 1e4 like Geneformer's n_counts × 1e4 normalisation), ours ``build_corpus`` (QC + medians + tokens) in each
+shard format, and the **I/O floor** of each format measured the same way (one process reading the input's CSR slices
+chunk by chunk and writing our shards' tables in that format, nothing else; with one thread and with two:
+``_io_floor.py``), on one synthetic contract ``.h5ad`` (20,000 genes, 2,000–4,000 expressed per cell, integer counts)
+that feeds both tools; a check of 50 cells' tokens against Geneformer's; and ``build_corpus``'s peak memory as cells
+grow (``--memory-cells``; sparser cells, 200–600 genes each, so that 1M cells stay a few GB).
 Why: speed is a feature, measured here next to the peer on the same input and cores (benchmarks/README.md).
 How::
 
@@ -22,8 +22,8 @@ How::
 Each run is a subprocess (imports and memory isolated). ``s`` is timed inside it around the work (imports excluded;
 building the tokenizer and loading the ranking kernel included, and also given apart as ``set-up s``),
 ``wall s`` is the whole subprocess; ``after set-up`` columns leave the set-up out (what a large input sees), and
-``vs floor`` divides a one-process run's seconds after set-up by the floor's of its shard format (the floor is one
-process, one thread, and has no set-up); peak
+``vs floor`` divides a one-process run's seconds after set-up by the floor's of its shard format with one thread (the
+issue's floor; it has no set-up), ``vs floor, same threads`` by the floor's with the run's threads; peak
 RSS is the largest sum of the RSS of it and its children (polled every 50 ms); CPU s their user + system time.
 Before each run the earlier runs' outputs are flushed to disk (``os.sync``, untimed), so no run pays for another's
 writeback. Times are medians over ``--repeats``, peak RSS the largest. Results: printed, and in the workdir (default
@@ -51,23 +51,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
-import h5py
 import numpy as np
 import pandas as pd
 import psutil
 import pyarrow as pa
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from gc_lib.corpus import _kernels_native
-from gc_lib.corpus._count_store import range_reader, row_reader
+from gc_lib.corpus._count_store import row_reader
 from gc_lib.corpus._kernels_native import first_pass_kernels
 from gc_lib.corpus._native import KERNEL_VARIABLE
-from gc_lib.corpus._passes import PIECE_CELLS
 from gc_lib.corpus._rank_native import kernel_name, ranking_kernel
 from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, shard_paths, tokenize_files
-from gc_lib.corpus.shards import ROW_GROUP_CELLS, SHARD_FORMATS, read_shard
-from gc_lib.corpus.tokenizer import SHARD_SCHEMA, Tokenizer, rank_rows
+from gc_lib.corpus.shards import read_shard
+from gc_lib.corpus.tokenizer import Tokenizer, rank_rows
 from gc_lib.corpus.vocab import SPECIAL_TOKENS, build_vocabulary
 
 HERE = Path(__file__).resolve().parent
@@ -75,9 +72,11 @@ ROOT = HERE.parent
 INPUT = runpy.run_path(str(HERE / "_tokenize_input.py"))  # the synthetic input and Geneformer's dictionaries
 N_GENES, SEED, DENSE, SPARSE, GF_OFFSET = (INPUT[k] for k in ("N_GENES", "SEED", "DENSE", "SPARSE", "GF_OFFSET"))
 gene_ids, ensure_input, write_dictionaries = INPUT["gene_ids"], INPUT["ensure_input"], INPUT["write_dictionaries"]
+FLOOR = runpy.run_path(str(HERE / "_io_floor.py"))  # the I/O floor, with one thread or several
+ranked_tables, io_floor = FLOOR["ranked_tables"], FLOOR["io_floor"]
 REPORT = runpy.run_path(str(HERE / "_report.py"))
 md_table, cpu_facts = REPORT["md_table"], REPORT["cpu_facts"]
-N_TOP, LIBRARY_SIZE = 2048, 1e4
+N_TOP, LIBRARY_SIZE, CHUNK = 2048, 1e4, 10_000  # CHUNK: cells per shard, ours (chunk_size) and the floor's
 GF_PREFIX = "synthetic"                    # Geneformer's dataset name
 F32_EPS = 2.0**-23                         # float32 rounding, relative: ratios closer than this may tie
 
@@ -98,7 +97,10 @@ def worker(spec: dict) -> None:
     """Inside the subprocess: one timed run of ours (``kind`` "files", "corpus" or "floor")."""
     start = time.perf_counter()
     if spec["kind"] == "floor":
-        return Path(spec["result"]).write_text(json.dumps(io_floor(spec)))
+        tokenizer, path = our_tokenizer(spec["dicts"]), Path(spec["input"])
+        tables = ranked_tables(path, tokenizer, *tokenizer.column_tables(gene_ids(), "human"), N_GENES, CHUNK)
+        floor = io_floor(path, tables, spec["format"], Path(spec["out"]), spec["threads"], CHUNK)
+        return Path(spec["result"]).write_text(json.dumps(floor))
     if spec["kind"] == "files":
         tokenizer = our_tokenizer(spec["dicts"])
         rank_rows(sp.csr_matrix(np.ones((1, 1), np.float32)), np.array([4], np.int32), np.ones(1), n_top=1,
@@ -110,7 +112,8 @@ def worker(spec: dict) -> None:
         setup = 0.0  # build_corpus makes its own tokenizer; its workers load the kernels as they start
         annotation = GeneAnnotation(pd.Series("protein_coding", index=gene_ids()),
                                     pd.DataFrame(columns=["mouse_id", "human_id", "homology_type"]))
-        config = CorpusConfig(n_top=N_TOP, library_size=LIBRARY_SIZE, shard_format=spec["format"])
+        config = CorpusConfig(n_top=N_TOP, library_size=LIBRARY_SIZE, shard_format=spec["format"],
+                              threads=spec["threads"])
         build_corpus([spec["input"]], spec["out"], config=config, annotation=annotation, n_workers=spec["n_workers"],
                      progress=False)
     Path(spec["result"]).write_text(json.dumps({"work_s": time.perf_counter() - start, "setup_s": setup,
@@ -122,68 +125,6 @@ def kernels_used(kind: str) -> str:
     ranking = kernel_name(ranking_kernel())
     first_pass = "c" if first_pass_kernels() is _kernels_native else "numba"
     return ranking if kind != "corpus" or ranking == first_pass else f"{ranking} ranking, {first_pass} first pass"
-
-
-def io_floor(spec: dict, chunk: int = 10_000) -> dict:
-    """Seconds to read the input's CSR rows and to write our shards' tables in the spec's format, nothing else: rows
-    read in the tokenising task's pieces (``PIECE_CELLS``) into buffers allocated once, as our reader reads them
-    (``_count_store.range_reader``: ``preadv`` of the stored bytes where the layout allows), each piece's table (made
-    untimed by our ranking) appended to one file per ``chunk`` cells by the format's plain writer. What no tokenizer
-    reading this input and writing that format can beat."""
-    tokenizer, path = our_tokenizer(spec["dicts"]), Path(spec["input"])
-    col_token, col_median = tokenizer.column_tables(gene_ids(), "human")
-    read_s = write_s = 0.0
-    with h5py.File(path, "r") as f, open(path, "rb") as raw:
-        x = f["X"]
-        all_ptr, n_cells = x["indptr"][:], int(x.attrs["shape"][0])
-        room = int(np.diff(all_ptr).max()) * PIECE_CELLS
-        buffers = {"data": np.empty(room, np.float32), "indices": np.empty(room, np.int32)}
-        read_data, read_indices = (range_reader(x[name], raw.fileno(), name, buffers[name].dtype)
-                                   for name in ("data", "indices"))
-        for start in range(0, n_cells, chunk):
-            dest = Path(spec["out"]) / f"floor-{start}{SHARD_FORMATS[spec['format']]}"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            began = time.perf_counter()
-            writer = FloorWriter(dest, spec["format"])
-            write_s += time.perf_counter() - began
-            for a in range(start, min(start + chunk, n_cells), PIECE_CELLS):
-                b = min(a + PIECE_CELLS, n_cells, start + chunk)
-                began = time.perf_counter()
-                indptr = x["indptr"][a:b + 1]
-                lo, hi = int(indptr[0]), int(indptr[-1])
-                data, indices = read_data(lo, hi, buffers), read_indices(lo, hi, buffers)
-                read_s += time.perf_counter() - began
-                counts = sp.csr_matrix((data, indices, indptr - lo), shape=(b - a, N_GENES))
-                table = rank_rows(counts, col_token, col_median, n_top=N_TOP, library_size=LIBRARY_SIZE,
-                                  n_tokens=len(tokenizer.vocab)).to_table("human", "synthetic")
-                began = time.perf_counter()
-                writer.append(table)
-                write_s += time.perf_counter() - began
-            began = time.perf_counter()
-            writer.close()
-            write_s += time.perf_counter() - began
-    return {"work_s": read_s + write_s, "read_s": read_s, "write_s": write_s, "setup_s": 0.0}
-
-
-class FloorWriter:
-    """The format's plain streaming writer: Parquet as our shards are (the floor of that format is its writer), Arrow
-    IPC with no options."""
-
-    def __init__(self, dest: Path, fmt: str):
-        self.sink = None if fmt == "parquet" else pa.OSFile(str(dest), "wb")
-        self.writer = pq.ParquetWriter(dest, SHARD_SCHEMA, compression="none", use_dictionary=["dataset"]) \
-            if fmt == "parquet" else pa.ipc.new_file(self.sink, SHARD_SCHEMA)
-
-    def append(self, table: pa.Table) -> None:
-        if self.sink is None:
-            self.writer.write_table(table, row_group_size=ROW_GROUP_CELLS)
-        else:
-            self.writer.write_table(table)
-
-    def close(self) -> None:
-        self.writer.close()
-        if self.sink is not None:
-            self.sink.close()
 
 
 class Run(NamedTuple):
@@ -243,6 +184,8 @@ def speed_runs(args, data: Path, dicts: dict, gf_python: Path | None) -> tuple[l
     runs = list(dict.fromkeys(runs + [  # dict: with --workers 1, no repeated run
         Run("floor", "read + write, Parquet", "floor", 1, 1, "parquet"),
         Run("floor", "read + write, Arrow IPC", "floor", 1, 1, "arrow"),
+        Run("floor", "read + write, Parquet, 2 threads", "floor", 1, 2, "parquet", 2),
+        Run("floor", "read + write, Arrow IPC, 2 threads", "floor", 1, 2, "arrow", 2),
         Run("gc_lib", "tokenize_files, Parquet", "files", 1, 1, "parquet"),
         Run("gc_lib", "tokenize_files, Arrow IPC", "files", 1, 1, "arrow"),
         Run("gc_lib", "tokenize_files, Parquet, 2 threads", "files", 1, 2, "parquet", 2),
@@ -252,6 +195,7 @@ def speed_runs(args, data: Path, dicts: dict, gf_python: Path | None) -> tuple[l
         Run("gc_lib", "tokenize_files, Arrow IPC", "files", w, w, "arrow"),
         Run("gc_lib", "build_corpus (QC + medians + tokens), Parquet", "corpus", w, w, "parquet"),
         Run("gc_lib", "build_corpus (QC + medians + tokens), Arrow IPC", "corpus", w, w, "arrow"),
+        Run("gc_lib", "build_corpus (QC + medians + tokens), Arrow IPC, 2 threads", "corpus", 1, 2, "arrow", 2),
         Run("gc_lib", "build_corpus (QC + medians + tokens), Arrow IPC", "corpus", w, w, "arrow", kernel="numba")]))
     outs = {r.key: args.workdir / "out" / r.key for r in runs}
     common = {"input": str(data), "dicts": dicts, "data_dir": str(data.parent), "prefix": GF_PREFIX,
@@ -326,11 +270,11 @@ def speed_table(rows: list[dict]) -> list[str]:
     medians = {key: g["work_s"].median() for key, g in groups}
     after = {key: (g["work_s"] - g["setup_s"]).median() for key, g in groups}
     gf = next(((medians[k], after[k]) for k in medians if k[0] == "geneformer"), None)
-    floors = {fmt: w for (kind, _, fmt, _, _), w in medians.items() if kind == "floor"}
+    floors = {(fmt, threads): w for (kind, _, fmt, threads, _), w in medians.items() if kind == "floor"}
     lines = []
     for key, g in groups:
-        (kind, _, fmt, _, _), r, work, rest = key, g.iloc[0], medians[key], after[key]
-        ours = kind in ("files", "corpus")
+        (kind, _, fmt, threads, _), r, work, rest = key, g.iloc[0], medians[key], after[key]
+        ours = kind in ("files", "corpus") and r["n_workers"] == 1
         kernels = "/".join(sorted(set(g["kernel_used"])))
         lines.append([r["tool"], f"{r['run']} ×{r['n_workers']}" if ours else r["run"], kernels, r["cores"],
                       f"{r['cells']:,}",
@@ -338,11 +282,12 @@ def speed_table(rows: list[dict]) -> list[str]:
                       f"{r['cells'] / rest:,.0f}", f"{r['cells'] / rest / r['cores']:,.0f}",
                       f"{gf[0] / work:.1f}×" if gf and kind != "floor" else "–",
                       f"{gf[1] / rest:.1f}×" if gf and kind != "floor" else "–",
-                      f"{rest / floors[fmt]:.1f}×" if ours and r["n_workers"] == 1 and fmt in floors else "–",
+                      f"{rest / floors[fmt, 1]:.2f}×" if ours and (fmt, 1) in floors else "–",
+                      f"{rest / floors[fmt, threads]:.2f}×" if ours and (fmt, threads) in floors else "–",
                       f"{g['peak_rss_mb'].max():,.0f}", f"{g['cpu_s'].median():.1f}"])
     return md_table(["tool", "run", "kernels", "cores", "cells", "median s", "set-up s", "wall s", "cells/s",
                      "cells/s after set-up", "per core", "vs Geneformer", "vs Geneformer after set-up", "vs floor",
-                     "peak RSS MB", "CPU s"], lines)
+                     "vs floor, same threads", "peak RSS MB", "CPU s"], lines)
 
 
 def memory_table(rows: list[dict], workers: int) -> list[str]:

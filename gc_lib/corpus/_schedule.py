@@ -41,10 +41,17 @@ class _InlineExecutor(Executor):
         return future
 
 
-def executor(n_workers: int) -> Executor:
-    """``n_workers`` processes, or this process for one."""
+def executor(n_workers: int, threads: int = 1) -> Executor:
+    """Where the passes run their tasks: ``n_workers`` processes; for one, this process, its tasks in turn or
+    ``threads`` of them at once, each in a thread (the kernels, the reads and the shard writers release the GIL).
+
+    Why whole tasks per thread in one process: each thread then reads, ranks and writes its own shard, so the
+    writing — Parquet's encoder above all — runs on every core, where a single task pipelined over its threads
+    (:func:`gc_lib.corpus._passes.tokenize_task`) writes on one, and the threads never wait for each other's pieces
+    (benchmarks/RESULTS.md, issue 18, ninth pass).
+    """
     if n_workers <= 1:
-        return _InlineExecutor()
+        return ThreadPoolExecutor(threads) if threads > 1 else _InlineExecutor()
     # fork where the OS has it: workers start in milliseconds with the kernels already compiled (warmed here),
     # instead of re-importing the stack for seconds; tasks open their own files, so no HDF5 handle is shared
     methods = multiprocessing.get_all_start_methods()
@@ -52,6 +59,21 @@ def executor(n_workers: int) -> Executor:
         corpus_tasks.warm_kernels()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ProcessPoolExecutor(n_workers, mp_context=context)
+
+
+def tasks_at_once(n_workers: int, threads: int) -> int:
+    """How many tasks :func:`executor` ``(n_workers, threads)`` runs at once: its processes, or this process's
+    threads."""
+    return n_workers if n_workers > 1 else max(1, threads)
+
+
+def task_threads(n_workers: int, threads: int, n_tasks: int) -> int:
+    """Threads for each of ``n_tasks`` tokenising tasks: in worker processes, each task pipelines over the
+    ``threads`` of its process; in this process the threads run whole tasks (:func:`executor`), and only tasks
+    fewer than the threads share the rest (one shard alone gets them all)."""
+    if n_workers > 1:
+        return threads
+    return max(1, threads // max(1, min(threads, n_tasks)))
 
 
 @contextmanager
@@ -80,12 +102,13 @@ def source_digests(paths: list[str]) -> Iterator[Callable[[], dict[str, str]]]:
             raise
 
 
-def _results(pool: Executor, calls: list[tuple], desc: str, progress: bool, n_workers: int) -> Iterator[tuple]:
+def _results(pool: Executor, calls: list[tuple], desc: str, progress: bool, parallel: int) -> Iterator[tuple]:
     """Run ``(fn, *args)`` calls on ``pool`` and yield ``(index, result)`` as each finishes; the first error is raised.
 
-    At most ``2 × n_workers`` calls are submitted and not yet yielded, so a caller that folds each result in (a
-    histogram of 512 × all genes per task) holds a few at a time, not one per task — a corpus of hundreds of datasets
-    would otherwise keep hundreds of histograms alive until the last task ends.
+    At most ``2 × parallel`` calls (``parallel``: the tasks ``pool`` runs at once) are submitted and not yet
+    yielded, so a caller that folds each result in (a histogram of 512 × all genes per task) holds a few at a time,
+    not one per task — a corpus of hundreds of datasets would otherwise keep hundreds of histograms alive until the
+    last task ends.
     """
     waiting = iter(enumerate(calls))
     pending: dict[Future, int] = {}
@@ -94,7 +117,7 @@ def _results(pool: Executor, calls: list[tuple], desc: str, progress: bool, n_wo
         for index, call in itertools.islice(waiting, 1):
             pending[pool.submit(*call)] = index
 
-    for _ in range(2 * max(1, n_workers)):
+    for _ in range(2 * max(1, parallel)):
         submit_next()
     with tqdm(total=len(calls), desc=desc, disable=not progress, leave=False) as bar:
         while pending:
@@ -133,18 +156,18 @@ def _gene_masks(info: StoreInfo, annotation) -> tuple[np.ndarray, np.ndarray]:
     return is_mito, np.isin(biotype, COUNTED_BIOTYPES)
 
 
-def qc_median_pass(pool, infos: list[StoreInfo], candidates: pd.Index, config, annotation, n_workers: int,
+def qc_median_pass(pool, infos: list[StoreInfo], candidates: pd.Index, config, annotation, parallel: int,
                    progress: bool) -> tuple[list[pd.DataFrame], pd.DataFrame, tuple]:
     """Every cell's QC metrics and keep flag (one table per input), the QC report, and the non-zero medians of the
     ``candidates`` genes over the kept cells (:func:`gc_lib.corpus.medians.medians_from_histogram`'s triple).
 
-    One read of each input fills both (:func:`gc_lib.corpus._passes.qc_median_task`, in about ``n_workers`` tasks,
+    One read of each input fills both (:func:`gc_lib.corpus._passes.qc_median_task`, in about ``parallel`` tasks,
     each returning one histogram); the cells QC drops are then read again and their values subtracted, so the
     histogram holds exactly the kept cells' values (counts are integers: nothing is lost in the subtraction).
     """
     grid = grid_for(config.library_size)
     total_cells = sum(info.n_cells for info in infos)
-    n_tasks = [round(n_workers * info.n_cells / total_cells) for info in infos]  # each input's share of the workers
+    n_tasks = [round(parallel * info.n_cells / total_cells) for info in infos]  # each input's share of the workers
     masks = [_gene_masks(info, annotation) for info in infos]
     # each column's candidate (-1: none, ignored), so that every task's histogram has the candidates' columns
     slots = [candidates.get_indexer(strip_version(info.gene_ids)).astype(np.int64) for info in infos]
@@ -157,7 +180,7 @@ def qc_median_pass(pool, infos: list[StoreInfo], candidates: pd.Index, config, a
     hist = np.zeros((grid.n_bins, len(candidates)), dtype=np.int64)
     flat_hist = hist.reshape(-1)  # the tasks send (flat positions, counts): _passes.sparse_histogram
     parts: list[list[dict]] = [[] for _ in infos]
-    for index, result in _results(pool, calls, "QC and medians", progress, n_workers):
+    for index, result in _results(pool, calls, "QC and medians", progress, parallel):
         positions, counts = result["hist"]
         flat_hist[positions] += counts  # each part's positions are distinct
         parts[owners[index]].extend(result["chunks"])
@@ -172,7 +195,7 @@ def qc_median_pass(pool, infos: list[StoreInfo], candidates: pd.Index, config, a
         for group in _groups(dropped, n):
             calls.append((corpus_tasks.histogram_task, str(info.path), group, slot, len(candidates), grid,
                           config.library_size))
-    for _, (positions, counts) in _results(pool, calls, "QC: dropped cells", progress, n_workers):
+    for _, (positions, counts) in _results(pool, calls, "QC: dropped cells", progress, parallel):
         flat_hist[positions] -= counts  # each part's positions are distinct
     return metrics, pd.DataFrame(reports), medians_from_histogram(hist, grid)
 
@@ -202,14 +225,14 @@ def _row_runs(rows: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
 def token_pass(pool, infos: list[StoreInfo], keeps: list[np.ndarray], tokenizer: Tokenizer, config, shard_dir: Path,
                n_workers: int, progress: bool) -> list[dict]:
     """Tokenise the kept cells of every input, one shard per chunk (shards already there, finished by an
-    interrupted run, are kept); the shards' manifest entries, sorted by file name."""
-    calls = []
-    existing = []
+    interrupted run, are kept), on ``pool`` = :func:`executor` ``(n_workers, config.threads)``; the shards' manifest
+    entries, sorted by file name."""
+    calls, existing, every_options = [], [], []
     for info, keep in zip(infos, keeps):
         col_token, col_median = tokenizer.column_tables(info.gene_ids, info.species)
         options = {"n_top": config.n_top, "library_size": config.library_size, "n_tokens": len(tokenizer.vocab),
-                   "species": info.species, "dataset": info.dataset, "compression": config.compression,
-                   "threads": config.threads}
+                   "species": info.species, "dataset": info.dataset, "compression": config.compression}
+        every_options.append(options)
         for start, stop in chunks(info.n_cells, config.chunk_size):
             dest = shard_dir / f"{safe_name(info.dataset)}-{start:010d}{SHARD_FORMATS[config.shard_format]}"
             if dest.exists():  # finished by an interrupted run (shards appear only complete)
@@ -217,8 +240,11 @@ def token_pass(pool, infos: list[StoreInfo], keeps: list[np.ndarray], tokenizer:
                 continue
             calls.append((corpus_tasks.tokenize_task, str(info.path), start, stop, keep[start:stop], col_token,
                           col_median, options, str(dest)))
+    for options in every_options:  # known once the shards left to write are
+        options["threads"] = task_threads(n_workers, config.threads, len(calls))
     done = [corpus_tasks.shard_stats(str(d), n_cells=n, n_tokens=_count_tokens(d)) for d, n in existing]
-    written = [result for _, result in _results(pool, calls, "tokens", progress, n_workers)]
+    parallel = tasks_at_once(n_workers, config.threads)
+    written = [result for _, result in _results(pool, calls, "tokens", progress, parallel)]
     return sorted(done + written, key=lambda s: s["file"])
 
 

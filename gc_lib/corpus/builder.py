@@ -58,7 +58,7 @@ class CorpusConfig:
     chunk_size: int = 10_000           # cells per task and per shard (read in pieces of _passes.PIECE_CELLS)
     compression: str = DEFAULT_COMPRESSION  # codec of the shards ("none", "zstd", "lz4"; Parquet also "snappy")
     shard_format: str = "parquet"       # "parquet" or "arrow" (Arrow IPC: 5–7× faster to write; gc_lib.corpus.shards)
-    threads: int = 1                   # threads per worker process to read, rank and write (same output)
+    threads: int = 1                   # threads per process: with n_workers=1, tasks (shards) at once (same output)
     qc: QCConfig = field(default_factory=QCConfig)  # per-dataset cell QC (gc_lib.corpus.qc)
 
     def __post_init__(self):
@@ -129,8 +129,8 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
     symbol``, e.g. :func:`gc_lib.inputs.genes.tf_tokens`) become tokens even where no kept cell expresses them,
     with a median by the rule of :mod:`gc_lib.corpus.extra_genes`; it is part of the build key, so a corpus
     built with other extra genes is not reused. ``n_workers`` processes (default: all cores; 1 runs in this
-    process). Returns the manifest (also ``out_dir/manifest.json``). Bad input raises a ``ValueError`` that
-    names the file and problem, before anything is written.
+    process, ``config.threads`` tasks at once). Returns the manifest (also ``out_dir/manifest.json``). Bad input
+    raises a ``ValueError`` that names the file and problem, before anything is written.
     """
     config = config or CorpusConfig()
     extra = check_extra_genes(extra_genes)
@@ -148,11 +148,13 @@ def build_corpus(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
         return json.loads((out_dir / "manifest.json").read_text())
     # the sources' sha256 in a thread here, not in a worker that the first pass waits for; started first, so that it
     # runs while this process warms the compiled kernels and loads the annotation on one core
-    with schedule.source_digests([str(i.path) for i in infos]) as source_sha256, schedule.executor(n_workers) as pool:
+    parallel = schedule.tasks_at_once(n_workers, config.threads)
+    with schedule.source_digests([str(i.path) for i in infos]) as source_sha256, \
+            schedule.executor(n_workers, config.threads) as pool:
         annotation = annotation or bundle_annotation()
         candidates = pd.Index(sorted({g for i in infos for g in strip_version(i.gene_ids)}))
         metrics, qc_report, (median, n_nonzero, exact) = schedule.qc_median_pass(  # raises before any write
-            pool, infos, candidates, config, annotation, n_workers, progress)
+            pool, infos, candidates, config, annotation, parallel, progress)
         _prepare_out_dir(out_dir, key, force)
         write_json(key, out_dir / "build.json")
         for info, table in zip(infos, metrics):
@@ -242,7 +244,8 @@ def tokenize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
 
     Writes ``out_dir/shards/*.parquet`` (``*.arrow`` with ``shard_format="arrow"``) and ``out_dir/manifest.json``
     (vocabulary hash, per-input genes in the vocabulary, shards); returns the manifest. ``n_workers`` processes,
-    each with ``threads`` threads (CorpusConfig). Bad input raises ``ValueError`` before anything is written.
+    each with ``threads`` threads; with ``n_workers=1``, this process writes ``threads`` shards at once
+    (:func:`gc_lib.corpus._schedule.executor`). Bad input raises ``ValueError`` before anything is written.
     """
     out_dir = Path(out_dir)
     infos = [describe_store(p) for p in inputs]
@@ -252,7 +255,7 @@ def tokenize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
                           compression=compression, shard_format=shard_format, threads=threads)
     keeps = [np.ones(i.n_cells, dtype=bool) for i in infos]
     n_workers = n_workers or os.cpu_count() or 1
-    with schedule.executor(n_workers) as pool:
+    with schedule.executor(n_workers, threads) as pool:
         shards = schedule.token_pass(pool, infos, keeps, tokenizer, config, out_dir / "shards", n_workers, progress)
     manifest = {"format": "gc_lib.tokenized/1", "gc_lib": __version__, "vocabulary_hash": tokenizer.vocab.hash,
                 "n_top": tokenizer.n_top, "library_size": tokenizer.library_size,

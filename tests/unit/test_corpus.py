@@ -1,5 +1,6 @@
 """The corpus builder on small local files: QC, medians, vocabulary, shards, resume, parallel workers, bad input."""
 import json
+import threading
 
 import anndata as ad
 import numpy as np
@@ -118,11 +119,14 @@ def test_two_worker_processes_give_identical_shards(inputs, tmp_path):
     assert len(one["shards"]) == 5  # 60 + 45 cells in chunks of 25
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-def test_shards_written_piece_by_piece_hold_the_same_cells(inputs, tmp_path, monkeypatch, threads):
-    whole = build(inputs, tmp_path / "whole")  # each 25-cell chunk in one piece
+# threads=3 over 5 shards: three tasks at once, one thread each; threads=4 over 2 shards (one per input): two tasks at
+# once, each pipelining its pieces over two threads (_schedule.task_threads)
+@pytest.mark.parametrize(("threads", "chunk_size"), [(1, 25), (3, 25), (4, 100)])
+def test_shards_written_piece_by_piece_hold_the_same_cells(inputs, tmp_path, monkeypatch, threads, chunk_size):
+    config = CorpusConfig(n_top=16, chunk_size=chunk_size)
+    whole = build(inputs, tmp_path / "whole", config=config)  # each chunk in one piece
     monkeypatch.setattr(corpus_tasks, "PIECE_CELLS", 7)  # read, ranked and appended 7 cells at a time
-    pieces = build(inputs, tmp_path / "pieces", config=CorpusConfig(n_top=16, chunk_size=25, threads=threads))
+    pieces = build(inputs, tmp_path / "pieces", config=CorpusConfig(n_top=16, chunk_size=chunk_size, threads=threads))
     assert [(s["cells"], s["tokens"]) for s in pieces["shards"]] == [(s["cells"], s["tokens"]) for s in whole["shards"]]
     pd.testing.assert_frame_equal(read_corpus(tmp_path / "pieces"), read_corpus(tmp_path / "whole"))
     # the digest taken while writing is the finished file's
@@ -147,6 +151,22 @@ def test_a_failing_piece_stops_the_task_and_leaves_no_shard(inputs, tmp_path, mo
         corpus_tasks.tokenize_task(str(inputs[0]), 0, 25, np.ones(25, bool), np.arange(4, 44, dtype=np.int32),
                                    np.ones(40), options, str(out / "h-0.parquet"))
     assert not list(out.iterdir())  # no shard, no temporary
+
+
+def test_threads_of_one_process_write_shards_at_once(inputs, tmp_path, monkeypatch):
+    build(inputs, tmp_path / "corpus")
+    tokenizer = Tokenizer.load(tmp_path / "corpus")
+    both_running = threading.Barrier(2, timeout=20)  # broken (an error) unless two tasks run at the same time
+    tokenize_task = corpus_tasks.tokenize_task
+
+    def meet_then_tokenize(*args):
+        both_running.wait()
+        return tokenize_task(*args)
+
+    monkeypatch.setattr(corpus_tasks, "tokenize_task", meet_then_tokenize)
+    manifest = tokenize_files([inputs[0]], tmp_path / "new", tokenizer, chunk_size=30, threads=2, n_workers=1,
+                              progress=False)
+    assert [s["cells"] for s in manifest["shards"]] == [30, 30]
 
 
 def test_threads_and_arrow_shards_give_the_same_cells(inputs, tmp_path):

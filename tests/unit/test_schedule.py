@@ -35,6 +35,19 @@ def test_results_are_indexed_and_few_are_alive_at_once(kind):
     assert most <= 2 * n_workers + 1  # not one per task: a corpus of many datasets folds its histograms as they come
 
 
+def test_one_process_runs_whole_tasks_in_its_threads_and_pipelines_only_a_lone_task():
+    assert [schedule.tasks_at_once(1, 1), schedule.tasks_at_once(1, 4), schedule.tasks_at_once(3, 4)] == [1, 4, 3]
+    assert schedule.task_threads(1, 4, n_tasks=10) == 1  # each thread its own shard
+    assert schedule.task_threads(1, 4, n_tasks=2) == 2   # two shards share the four threads
+    assert schedule.task_threads(1, 4, n_tasks=1) == 4   # one shard pipelines its pieces over all of them
+    assert schedule.task_threads(1, 2, n_tasks=0) == 2
+    assert schedule.task_threads(2, 4, n_tasks=10) == 4  # in worker processes each task pipelines over its threads
+    with schedule.executor(1, 3) as pool:
+        assert isinstance(pool, ThreadPoolExecutor) and pool._max_workers == 3
+    with schedule.executor(1) as pool:
+        assert not isinstance(pool, ThreadPoolExecutor)
+
+
 def test_the_first_error_is_raised():
     def task(i):
         if i == 3:

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gc_lib.corpus import shards as shard_files
@@ -44,6 +45,10 @@ def test_both_formats_hold_the_same_cells_in_the_same_groups(shards):
         batches = list(shard.iter_batches(100, ["input_ids", "row"]))
         assert max(b.num_rows for b in batches) == 100 and sum(b.num_rows for b in batches) == 600
         assert pa.Table.from_batches(batches).equals(table.select(["input_ids", "row"]))
+    groups = pq.ParquetFile(paths["parquet"]).metadata.row_group(0)
+    with_statistics = {groups.column(i).path_in_schema: groups.column(i).is_stats_set for i in range(6)}
+    assert with_statistics == {"input_ids.list.element": False, "values.list.element": False, "length": True,
+                               "species": True, "dataset": True, "row": True}  # the scalar columns' only
 
 
 def test_the_loader_reads_either_format_alike(shards):
