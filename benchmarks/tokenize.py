@@ -20,13 +20,13 @@ How::
         [--memory-cells 100000,1000000] [--geneformer-venv PATH] [--workdir DIR] [--skip-geneformer] [--skip-memory]
 
 Each run is a subprocess (imports and memory isolated). ``s`` is timed inside it around the work (imports excluded;
-building the tokenizer and loading the ranking kernel included, and also given apart as ``set-up s``),
-``wall s`` is the whole subprocess; ``after set-up`` columns leave the set-up out (what a large input sees), and
-``vs floor`` divides a one-process run's seconds after set-up by the floor's of its shard format with one thread (the
-issue's floor; it has no set-up), ``vs floor, same threads`` by the floor's with the run's threads; peak
-RSS is the largest sum of the RSS of it and its children (polled every 50 ms); CPU s their user + system time.
-Before each run the earlier runs' outputs are flushed to disk (``os.sync``, untimed), so no run pays for another's
-writeback. Times are medians over ``--repeats``, peak RSS the largest. Results: printed, and in the workdir (default
+building the tokenizer and loading the ranking kernel included, and also given apart as ``set-up s``), ``wall s`` is the
+whole subprocess; ``after set-up`` columns leave the set-up out (what a large input sees), and ``vs floor`` divides a
+one-process ``tokenize_files`` run's seconds after set-up by the floor's of its shard format with one thread (the
+issue's floor; it has no set-up), ``vs floor, same threads`` by the floor's with the run's threads; peak RSS is the
+largest sum of the RSS of it and its children (polled every 50 ms); CPU s their user + system time. Before each run the
+earlier runs' outputs are flushed to disk (``os.sync``, untimed), so no run pays for another's writeback. Times are
+medians over ``--repeats``, peak RSS the largest. Results: printed, and in the workdir (default
 ``build/bench/tokenize``, which caches the inputs) as ``results.md`` and ``results.json`` (every run).
 """
 import os
@@ -274,7 +274,8 @@ def speed_table(rows: list[dict]) -> list[str]:
     lines = []
     for key, g in groups:
         (kind, _, fmt, threads, _), r, work, rest = key, g.iloc[0], medians[key], after[key]
-        ours = kind in ("files", "corpus") and r["n_workers"] == 1
+        ours = kind in ("files", "corpus")
+        floored = kind == "files" and r["n_workers"] == 1  # the tokenizer in one process: the floor's own work
         kernels = "/".join(sorted(set(g["kernel_used"])))
         lines.append([r["tool"], f"{r['run']} ×{r['n_workers']}" if ours else r["run"], kernels, r["cores"],
                       f"{r['cells']:,}",
@@ -282,8 +283,8 @@ def speed_table(rows: list[dict]) -> list[str]:
                       f"{r['cells'] / rest:,.0f}", f"{r['cells'] / rest / r['cores']:,.0f}",
                       f"{gf[0] / work:.1f}×" if gf and kind != "floor" else "–",
                       f"{gf[1] / rest:.1f}×" if gf and kind != "floor" else "–",
-                      f"{rest / floors[fmt, 1]:.2f}×" if ours and (fmt, 1) in floors else "–",
-                      f"{rest / floors[fmt, threads]:.2f}×" if ours and (fmt, threads) in floors else "–",
+                      f"{rest / floors[fmt, 1]:.2f}×" if floored and (fmt, 1) in floors else "–",
+                      f"{rest / floors[fmt, threads]:.2f}×" if floored and (fmt, threads) in floors else "–",
                       f"{g['peak_rss_mb'].max():,.0f}", f"{g['cpu_s'].median():.1f}"])
     return md_table(["tool", "run", "kernels", "cores", "cells", "median s", "set-up s", "wall s", "cells/s",
                      "cells/s after set-up", "per core", "vs Geneformer", "vs Geneformer after set-up", "vs floor",
