@@ -57,9 +57,9 @@ import psutil
 import pyarrow as pa
 import scipy.sparse as sp
 
-from gc_lib.corpus import _kernels_native
 from gc_lib.corpus._count_store import row_reader
 from gc_lib.corpus._kernels_native import first_pass_kernels
+from gc_lib.corpus._kernels_native import kernel_name as first_pass_kernel_name
 from gc_lib.corpus._native import KERNEL_VARIABLE
 from gc_lib.corpus._rank_native import kernel_name, ranking_kernel
 from gc_lib.corpus.builder import CorpusConfig, GeneAnnotation, build_corpus, shard_paths, tokenize_files
@@ -123,7 +123,7 @@ def worker(spec: dict) -> None:
 def kernels_used(kind: str) -> str:
     """``c`` or ``numba``: the kernels a run used (the ranking kernel; ``build_corpus`` also the first pass's)."""
     ranking = kernel_name(ranking_kernel())
-    first_pass = "c" if first_pass_kernels() is _kernels_native else "numba"
+    first_pass = first_pass_kernel_name(first_pass_kernels())
     return ranking if kind != "corpus" or ranking == first_pass else f"{ranking} ranking, {first_pass} first pass"
 
 

@@ -99,3 +99,8 @@ def add_to_histogram(hist, data, indices, indptr, keep, col_slot, library_size, 
 def first_pass_kernels() -> ModuleType:
     """The module whose kernels the builder's first pass calls: this one where its library loads, else numba's."""
     return sys.modules[__name__] if _native.use_c(NAME) else _native.numba_kernels(NUMBA)
+
+
+def kernel_name(kernels: ModuleType) -> str:
+    """``"c"`` or ``"numba"``: which module :func:`first_pass_kernels` returned (benchmarks report it)."""
+    return "c" if kernels is sys.modules[__name__] else "numba"

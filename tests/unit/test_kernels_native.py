@@ -86,5 +86,7 @@ def test_column_indices_are_checked():
 
 def test_the_builder_uses_them_where_built(monkeypatch):
     assert _kernels_native.first_pass_kernels() is _kernels_native
+    assert _kernels_native.kernel_name(_kernels_native.first_pass_kernels()) == "c"
     monkeypatch.setenv("GC_LIB_KERNELS", "numba")
     assert _kernels_native.first_pass_kernels() is _kernels
+    assert _kernels_native.kernel_name(_kernels_native.first_pass_kernels()) == "numba"
