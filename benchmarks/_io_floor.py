@@ -20,10 +20,10 @@ import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import scipy.sparse as sp
 
-from gc_lib.corpus._count_store import range_reader
+from gc_lib.corpus._count_store import range_reader, row_reader
 from gc_lib.corpus._passes import PIECE_CELLS
+from gc_lib.corpus._passes import _pieces as pieces  # the tokenising task's pieces of a chunk
 from gc_lib.corpus.shards import ROW_GROUP_CELLS, SHARD_FORMATS, parquet_statistics
 from gc_lib.corpus.tokenizer import SHARD_SCHEMA, rank_rows
 
@@ -50,27 +50,31 @@ class FloorWriter:
             self.sink.close()
 
 
-def _pieces(start: int, stop: int) -> list[tuple[int, int]]:
-    return [(a, min(a + PIECE_CELLS, stop)) for a in range(start, stop, PIECE_CELLS)]
+def floor_reader(store: h5py.File, fd: int, buffers: dict | None = None):
+    """``floor_read(start, stop)``: rows ``[start, stop)``'s three CSR slices and nothing else, ``data`` and
+    ``indices`` read as our reader reads them (``_count_store.range_reader``; into ``buffers`` where given); returns
+    the values read."""
+    x = store["X"]
+    data, indices = (range_reader(x[name], fd, name, x[name].dtype) for name in ("data", "indices"))
+
+    def floor_read(start: int, stop: int) -> int:
+        indptr = x["indptr"][start:stop + 1]
+        lo, hi = int(indptr[0]), int(indptr[-1])
+        return data(lo, hi, buffers).size + indices(lo, hi, buffers).size
+
+    return floor_read
 
 
-def ranked_tables(path: Path, tokenizer, col_token: np.ndarray, col_median: np.ndarray, n_genes: int,
+def ranked_tables(path: Path, tokenizer, col_token: np.ndarray, col_median: np.ndarray,
                   chunk: int) -> list[list[pa.Table]]:
     """Per chunk of ``chunk`` cells, its pieces' shard tables (our ranking; untimed)."""
     with h5py.File(path, "r") as f:
-        x = f["X"]
-        indptr, n_cells = x["indptr"][:], int(x.attrs["shape"][0])
-        data, indices = x["data"], x["indices"]
-        tables = []
-        for start in range(0, n_cells, chunk):
-            tables.append([])
-            for a, b in _pieces(start, min(start + chunk, n_cells)):
-                lo, hi = int(indptr[a]), int(indptr[b])
-                counts = sp.csr_matrix((data[lo:hi], indices[lo:hi], indptr[a:b + 1] - lo), shape=(b - a, n_genes))
-                tables[-1].append(rank_rows(counts, col_token, col_median, n_top=tokenizer.n_top,
-                                            library_size=tokenizer.library_size, n_tokens=len(tokenizer.vocab))
-                                  .to_table("human", "synthetic"))
-    return tables
+        n_cells = int(f["X"].attrs["shape"][0])
+    with row_reader(path) as read:
+        return [[rank_rows(read(a, b), col_token, col_median, n_top=tokenizer.n_top,
+                           library_size=tokenizer.library_size, n_tokens=len(tokenizer.vocab))
+                 .to_table("human", "synthetic") for a, b in pieces(start, min(start + chunk, n_cells))]
+                for start in range(0, n_cells, chunk)]
 
 
 def io_floor(path: Path, tables: list[list[pa.Table]], fmt: str, out_dir: Path, threads: int = 1,
@@ -85,17 +89,14 @@ def io_floor(path: Path, tables: list[list[pa.Table]], fmt: str, out_dir: Path, 
             x = f["X"]
             stop = min(start + chunk, int(x.attrs["shape"][0]))
             room = int(np.diff(x["indptr"][start:stop + 1]).max()) * PIECE_CELLS
-            buffers = {"data": np.empty(room, np.float32), "indices": np.empty(room, np.int32)}
-            read_data, read_indices = (range_reader(x[name], raw.fileno(), name, buffers[name].dtype)
-                                       for name in ("data", "indices"))
+            floor_read = floor_reader(f, raw.fileno(), {"data": np.empty(room, x["data"].dtype),
+                                                       "indices": np.empty(room, x["indices"].dtype)})
             began = time.perf_counter()
             writer = FloorWriter(out_dir / f"floor-{start}{SHARD_FORMATS[fmt]}", fmt)
             write_s += time.perf_counter() - began
-            for (a, b), table in zip(_pieces(start, stop), tables[index]):
+            for (a, b), table in zip(pieces(start, stop), tables[index]):
                 began = time.perf_counter()
-                indptr = x["indptr"][a:b + 1]
-                lo, hi = int(indptr[0]), int(indptr[-1])
-                read_data(lo, hi, buffers), read_indices(lo, hi, buffers)
+                floor_read(a, b)
                 read_s += time.perf_counter() - began
                 began = time.perf_counter()
                 writer.append(table)

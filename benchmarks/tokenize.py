@@ -98,7 +98,7 @@ def worker(spec: dict) -> None:
     start = time.perf_counter()
     if spec["kind"] == "floor":
         tokenizer, path = our_tokenizer(spec["dicts"]), Path(spec["input"])
-        tables = ranked_tables(path, tokenizer, *tokenizer.column_tables(gene_ids(), "human"), N_GENES, CHUNK)
+        tables = ranked_tables(path, tokenizer, *tokenizer.column_tables(gene_ids(), "human"), CHUNK)
         floor = io_floor(path, tables, spec["format"], Path(spec["out"]), spec["threads"], CHUNK)
         return Path(spec["result"]).write_text(json.dumps(floor))
     if spec["kind"] == "files":

@@ -47,7 +47,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from gc_lib.corpus import _rank_kernels
-from gc_lib.corpus._count_store import describe_store, range_reader, row_reader
+from gc_lib.corpus._count_store import describe_store, row_reader
 from gc_lib.corpus._passes import PIECE_CELLS
 from gc_lib.corpus._rank_native import kernel_name, ranking_kernel
 from gc_lib.corpus.builder import tokenize_files
@@ -58,21 +58,26 @@ from gc_lib.inputs.fetch import sha256_file
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CHUNK = PIECE_CELLS  # the unit the tokenising task reads, ranks and appends to its shard
+floor_reader = runpy.run_path(str(HERE / "_io_floor.py"))["floor_reader"]  # the benchmark's floor, read alike
+
+
+def column_tables(path: Path, tokenizer) -> tuple[np.ndarray, np.ndarray, int]:
+    """The input's column tables as the kernels take them (int32 tokens, float64 medians), and its cells."""
+    info = describe_store(path)
+    col_token, col_median = tokenizer.column_tables(info.gene_ids, "human")
+    return col_token.astype(np.int32), col_median.astype(np.float64), info.n_cells
 
 
 def stage_times(path: Path, tokenizer, scratch: Path) -> dict[str, float]:
     """Seconds per stage for one pass over the file, piece by piece as the tokenising task does it (each piece's
     shard written as a file of its own here)."""
-    col_token, col_median = tokenizer.column_tables(describe_store(path).gene_ids, "human")
-    col_token, col_median = col_token.astype(np.int32), col_median.astype(np.float64)
-    with h5py.File(path, "r") as f:
-        n_cells = int(f["X"].attrs["shape"][0])
+    col_token, col_median, n_cells = column_tables(path, tokenizer)
     times = dict.fromkeys(["read", "rank", "kernel", "kernel, numba", "arrow table", "shard, Parquet",
                            "shard, Arrow IPC", "digest", "sha256 (before)", "read floor", "write floor, raw",
                            "write floor, Arrow IPC", "write floor, Parquet flat"], 0.0)
     # opened once per pass, as a task opens its input
     with row_reader(path) as read, h5py.File(path, "r") as store, open(path, "rb") as raw:
-        floor_read = _floor_reader(store, raw.fileno())
+        floor_read = floor_reader(store, raw.fileno())
         for start in range(0, n_cells, CHUNK):
             _piece_stages(times, read, floor_read, start, min(start + CHUNK, n_cells), tokenizer, col_token,
                           col_median, scratch)
@@ -104,12 +109,10 @@ def kernel_two_threads(path: Path, tokenizer) -> dict[str, float]:
     """Seconds of the ranking kernel with two threads ranking two pieces at once, pair after pair over the file: what
     the machine's two cores give the kernel together (against ``kernel``, one thread). Measured apart from the
     stages, after the written files are flushed (``os.sync``), so that no writeback of them shares the cores."""
-    col_token, col_median = tokenizer.column_tables(describe_store(path).gene_ids, "human")
-    col_token, col_median = col_token.astype(np.int32), col_median.astype(np.float64)
+    col_token, col_median, n_cells = column_tables(path, tokenizer)
     os.sync()
     seconds = 0.0
     with row_reader(path) as read, ThreadPoolExecutor(2) as pair:
-        n_cells = describe_store(path).n_cells
         for start in range(0, n_cells, 2 * CHUNK):
             pieces = [read(a, min(a + CHUNK, n_cells)) for a in range(start, min(start + 2 * CHUNK, n_cells), CHUNK)]
             began = time.perf_counter()
@@ -134,20 +137,6 @@ def _kernel_only(kernel, counts, col_token, col_median, tokenizer) -> int:
     lengths = np.empty(counts.shape[0], np.int32)
     return kernel(counts.data, counts.indices, indptr, keep, col_token, col_median, tokenizer.n_top,
                   tokenizer.library_size or 0.0, _token_bits(len(tokenizer.vocab)), ids, values, lengths)
-
-
-def _floor_reader(store: h5py.File, fd: int):
-    """``floor_read(start, stop)``: the rows' three CSR slices and nothing else, ``data`` and ``indices`` read as our
-    reader reads them (``_count_store.range_reader``)."""
-    x = store["X"]
-    data, indices = (range_reader(x[name], fd, name, x[name].dtype) for name in ("data", "indices"))
-
-    def floor_read(start: int, stop: int) -> int:
-        indptr = x["indptr"][start:stop + 1]
-        lo, hi = int(indptr[0]), int(indptr[-1])
-        return data(lo, hi, None).size + indices(lo, hi, None).size
-
-    return floor_read
 
 
 def _write_raw(cells, dest: Path) -> None:

@@ -51,6 +51,7 @@ def qc_median_task(path: str, chunks: list[tuple[int, int]], is_mito: np.ndarray
     empty cell (the AnnData contract; nothing has been written when this pass fails).
     """
     hist, add = _histogram_filler(col_slot, n_slots, grid, library_size)
+    kernels = first_pass_kernels()  # chosen once per task, not per piece
     buffers: dict = {}  # one piece at a time: its arrays reused for the next
     results = []
     with row_reader(path) as read:
@@ -59,7 +60,7 @@ def qc_median_task(path: str, chunks: list[tuple[int, int]], is_mito: np.ndarray
             for a, b in _pieces(start, stop):
                 counts = read(a, b, buffers)
                 indptr = counts.indptr.astype(np.int64)
-                metrics = _piece_metrics(path, counts, indptr, a, is_mito, is_counted)
+                metrics = _piece_metrics(kernels, path, counts, indptr, a, is_mito, is_counted)
                 add(counts, indptr, metrics[0] > 0)
                 parts.append(metrics)
             results.append(_chunk_metrics(path, start, stop, parts))
@@ -89,11 +90,10 @@ def _chunk_metrics(path: str, start: int, stop: int, parts: list[tuple]) -> dict
     return {"start": start, "total_counts": total, "mito_counts": mito, "n_counted_genes": n_counted}
 
 
-def _piece_metrics(path: str, counts: sp.csr_matrix, indptr: np.ndarray, start: int, is_mito: np.ndarray,
-                   is_counted: np.ndarray) -> tuple:
+def _piece_metrics(kernels, path: str, counts: sp.csr_matrix, indptr: np.ndarray, start: int,
+                   is_mito: np.ndarray, is_counted: np.ndarray) -> tuple:
     """Per-cell total, mitochondrial counts and counted genes of the rows read from ``start``, after checking the
-    values."""
-    kernels = first_pass_kernels()
+    values (``kernels``: :func:`first_pass_kernels`)."""
     bad = kernels.first_invalid_value(counts.data)
     if bad >= 0:
         row = start + int(np.searchsorted(counts.indptr, bad, side="right")) - 1

@@ -20,7 +20,6 @@
 #define N_BUCKETS (1 << DIGIT_BITS)
 #define SHORT_RUN 24
 #define LOG_TABLE_BITS 7
-#define LOG_GUARD 64
 #define U31_MAX UINT64_C(0x7FFFFFFF)
 
 /* gc_tokenize_csr's error codes besides GC_BAD_COLUMN (>= 0 is the number of tokens written) */
@@ -123,8 +122,10 @@ static inline void order_runs(uint64_t *keys, uint64_t *tmp, int64_t n, int64_t 
 }
 
 /* out[:n] = float32(log2(x[:n])) for x >= 1, as libm rounds it; a table and a series, libm where unsure (log2_many).
- * table: the numba kernel's 3 rows of 2**LOG_TABLE_BITS + 1 (points, their reciprocals, their log2s). */
-static inline int64_t log2_many(const double *x, float *out, int64_t n, const double *table, double inv_ln2) {
+ * table: the numba kernel's 3 rows of 2**LOG_TABLE_BITS + 1 (points, their reciprocals, their log2s); guard: its
+ * LOG_GUARD (both from gc_lib.corpus._log2_table, so the two kernels share one definition). */
+static inline int64_t log2_many(const double *x, float *out, int64_t n, const double *table, double inv_ln2,
+                                int64_t guard) {
     const int rows = (1 << LOG_TABLE_BITS) + 1;
     const double *points = table, *reciprocal = table + rows, *log_of_point = table + 2 * rows;
     int64_t bad = 0;
@@ -140,7 +141,7 @@ static inline int64_t log2_many(const double *x, float *out, int64_t n, const do
         double y = ((double)e + log_of_point[i]) + series * inv_ln2;
         int64_t low = (int64_t)(bits_of_double(y) & ((UINT64_C(1) << 29) - 1));
         int64_t distance = low - (INT64_C(1) << 28);
-        bad += (distance <= LOG_GUARD && distance >= -LOG_GUARD) | (e < 0) | (e > 1000);
+        bad += ((distance <= guard) & (distance >= -guard)) | (e < 0) | (e > 1000);  /* & not &&: vectorises */
         out[k] = (float)y;
     }
     if (bad)
@@ -199,12 +200,13 @@ static inline int64_t row_keys(const float *counts, const int32_t *columns, int6
 }
 
 /* _rank_kernels.tokenize_csr, with the same arguments plus n_cols and capacity (column indices and the outputs'
- * room are checked against them), the log2 table and 1/ln 2. Returns the tokens written, or an error code. */
+ * room are checked against them), the log2 table, 1/ln 2 and the log2 guard. Returns the tokens written, or an error
+ * code. */
 FOR_EACH_CPU int64_t gc_tokenize_csr(const float *data, const int32_t *indices, const int64_t *indptr, int64_t n_rows,
                         const uint8_t *keep, const int32_t *col_token, const double *col_median, int64_t n_cols,
                         int64_t n_top, double library_size, int64_t token_bits, int32_t *out_ids,
                         float *out_values, int64_t capacity, int32_t *out_lengths, const double *log_table,
-                        double inv_ln2) {
+                        double inv_ln2, int64_t log_guard) {
     int64_t max_nnz = 0;
     for (int64_t r = 0; r < n_rows; r++)
         if (indptr[r + 1] - indptr[r] > max_nnz) max_nnz = indptr[r + 1] - indptr[r];
@@ -229,7 +231,7 @@ FOR_EACH_CPU int64_t gc_tokenize_csr(const float *data, const int32_t *indices, 
         if (pos + m > capacity) { pos = GC_NO_ROOM; goto done; }
         order_runs(keys, tmp, k, m, low, lo, shift);
         unpack_keys(keys, m, low, out_ids + pos, shifted);
-        log2_many(shifted, out_values + pos, m, log_table, inv_ln2);
+        log2_many(shifted, out_values + pos, m, log_table, inv_ln2, log_guard);
         out_lengths[cell++] = (int32_t)m;
         pos += m;
     }

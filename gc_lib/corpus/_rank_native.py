@@ -16,7 +16,7 @@ import functools
 import numpy as np
 
 from . import _native
-from ._log2_table import INV_LN2, LOG_OF_POINT, LOG_POINTS, LOG_RECIPROCAL, LOG_TABLE_BITS
+from ._log2_table import INV_LN2, LOG_GUARD, LOG_OF_POINT, LOG_POINTS, LOG_RECIPROCAL, LOG_TABLE_BITS
 from ._native import pointer
 
 NAME = "_rank_native"
@@ -34,7 +34,7 @@ def _library() -> ctypes.CDLL:
     if bits != LOG_TABLE_BITS:  # the table passed in would be read out of bounds
         raise RuntimeError(f"{NAME}.c ranks with a log2 table of {bits} bits, gc_lib.corpus._log2_table has "
                            f"{LOG_TABLE_BITS}: change both ({NAME}.c's LOG_TABLE_BITS)")
-    _native.declare(library.gc_tokenize_csr, "pppipppiidippippd")
+    _native.declare(library.gc_tokenize_csr, "pppipppiidippippdi")
     return library
 
 
@@ -51,7 +51,7 @@ def tokenize_csr(data, indices, indptr, keep, col_token, col_median, n_top, libr
         pointer(data, np.float32), pointer(indices, np.int32), pointer(indptr, np.int64), n_rows,
         pointer(keep, np.bool_), pointer(col_token, np.int32), pointer(col_median, np.float64), col_token.size,
         n_top, library_size, token_bits, pointer(out_ids, np.int32), pointer(out_values, np.float32),
-        room, pointer(out_lengths, np.int32), _LOG_TABLE.ctypes.data, INV_LN2)
+        room, pointer(out_lengths, np.int32), _LOG_TABLE.ctypes.data, INV_LN2, LOG_GUARD)
     if used == _NO_MEMORY:
         raise MemoryError("the ranking kernel could not allocate its buffers")
     _native.check_columns(used, col_token.size)
